@@ -1,0 +1,391 @@
+"""FLOPs, parameter and model-size accounting, as the paper counted them.
+
+Inference FLOPs follow the MicroNet-challenge rules the paper used: every convolution,
+depthwise convolution and dense layer is counted with a bias and a ReLU (one multiply
+per output), a sparse layer performs only its non-zero multiply-adds, and BN, pooling,
+residual additions and softmax are not counted. A sparse layer is stored as 32-bit
+non-zero weights plus a 1-bit mask per weight; biases take 32 bits each. Spatial sizes
+are the layers' real output sizes (the MicroNet 'same' formula on unpadded inputs).
+
+Training FLOPs per example, relative to dense training (3 x dense forward: forward,
+plus a backward pass of twice its cost):
+
+| method                    | cost per example                                 |
+| baseline                  | 3 f_D                                            |
+| scratch, set, static, snip| 3 f_S                                            |
+| momentum (SNFS), dnw      | 2 f_S + f_D (a dense gradient every step)        |
+| rigl                      | (3 f_S dT + 2 f_S + f_D) / (dT + 1)              |
+| prune                     | 3 x the mean of f(s_t) over the pruning schedule |
+
+all multiplied by `training_steps_multiplier`.
+
+Command line (flag names as in the training scripts)::
+
+  python -m rigl.flops --model_architecture=resnet50 --training_method=rigl \
+      --mask_init_method=erdos_renyi_kernel --end_sparsity=0.8 --first_layer_sparsity=-1
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Mapping, Sequence
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from rigl import sparsity as sparsity_lib
+
+CONV, DEPTHWISE, DENSE = "conv", "depthwise", "dense"
+BITS_PER_WEIGHT = 32
+BITS_PER_MASK_ENTRY = 1
+BITS_PER_BIAS = 32
+BITS_PER_MEGABYTE = 8e6
+# The backward pass costs twice the forward pass (input and weight gradients).
+BACKWARD_TO_FORWARD = 2
+DENSE_GRADIENT_METHODS = ("momentum", "dnw")
+FIXED_MASK_METHODS = ("scratch", "set", "static", "snip")
+TRAINING_METHODS = ("baseline",) + FIXED_MASK_METHODS + DENSE_GRADIENT_METHODS + (
+    "rigl", "prune")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSpec:
+  """What the counter needs of a layer: its kind, kernel shape and output size.
+
+  `output_size` is the spatial height (= width) of the layer's output feature map
+  (1 for dense layers). For odd kernels it equals the MicroNet 'same' formula
+  ceil((in - k + 1 + 2 (k // 2)) / stride) on the unpadded input.
+  """
+  name: str
+  kind: str
+  kernel_shape: tuple[float, ...]
+  output_size: int = 1
+
+  @property
+  def in_axis(self) -> int:
+    return 0 if self.kind == DENSE else 2
+
+  @property
+  def out_axis(self) -> int:
+    return 1 if self.kind == DENSE else 3
+
+  @property
+  def num_weights(self) -> float:
+    return float(np.prod(self.kernel_shape))
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerStats:
+  name: str
+  sparsity: float
+  params: float
+  zeros: int
+  flops: float
+  size_bits: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelStats:
+  """Totals over the counted layers, and the per-layer rows they sum."""
+  layers: tuple[LayerStats, ...]
+
+  @property
+  def flops(self) -> float:
+    return sum(layer.flops for layer in self.layers)
+
+  @property
+  def params(self) -> float:
+    return sum(layer.params for layer in self.layers)
+
+  @property
+  def nonzero_params(self) -> float:
+    return sum(layer.params - layer.zeros for layer in self.layers)
+
+  @property
+  def sparsity(self) -> float:
+    """Sum of floor(s_l * N_l) over the sum of N_l (biases excluded)."""
+    return sum(layer.zeros for layer in self.layers) / self.params
+
+  @property
+  def size_bits(self) -> float:
+    return sum(layer.size_bits for layer in self.layers)
+
+  @property
+  def size_mb(self) -> float:
+    return self.size_bits / BITS_PER_MEGABYTE
+
+
+def layer_specs(model) -> list[LayerSpec]:
+  """The countable layers (Conv2D, DepthwiseConv2D, Dense) of a built Keras model."""
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  specs = []
+  for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+    if isinstance(layer, tf_keras.layers.DepthwiseConv2D):
+      kind, kernel = DEPTHWISE, layer.depthwise_kernel
+    elif isinstance(layer, tf_keras.layers.Conv2D):
+      kind, kernel = CONV, layer.kernel
+    elif isinstance(layer, tf_keras.layers.Dense):
+      kind, kernel = DENSE, layer.kernel
+    else:
+      continue
+    output_size = 1 if kind == DENSE else int(layer.output_shape[1])
+    specs.append(LayerSpec(layer.name, kind, tuple(kernel.shape.as_list()), output_size))
+  return specs
+
+
+def scale_width(specs: Sequence[LayerSpec], width: float) -> list[LayerSpec]:
+  """Multiplies channel counts by `width` (truncated), as the paper's width search.
+
+  The first layer keeps its input channels, the last its outputs, and dimensions of
+  size 1 (depthwise multipliers) are never scaled.
+  """
+  scaled = []
+  for index, spec in enumerate(specs):
+    shape = list(spec.kernel_shape)
+    if index != 0 and shape[spec.in_axis] != 1:
+      shape[spec.in_axis] = int(shape[spec.in_axis] * width)
+    if index != len(specs) - 1 and shape[spec.out_axis] != 1:
+      shape[spec.out_axis] = int(shape[spec.out_axis] * width)
+    scaled.append(dataclasses.replace(spec, kernel_shape=tuple(shape)))
+  return scaled
+
+
+def count_layer(spec: LayerSpec, sparsity: float) -> LayerStats:
+  """FLOPs (multiplies + adds) and size of one layer at `sparsity`.
+
+  Each output unit costs fan_in multiplies and fan_in - 1 adds, one ReLU multiply and
+  one bias add. A depthwise layer's bias belongs to its depth multiplier (the kernel's
+  last dimension), as in the MicroNet counter: one bias add per output position.
+  """
+  density = 1.0 - sparsity
+  shape = spec.kernel_shape
+  if spec.kind == DEPTHWISE:
+    channels, biases = shape[2], shape[3]
+    fan_in = shape[0] * shape[1] * density
+  elif spec.kind == CONV:
+    channels = biases = shape[3]
+    fan_in = shape[0] * shape[1] * shape[2] * density
+  else:
+    channels = biases = shape[1]
+    fan_in = shape[0] * density
+  positions = spec.output_size**2
+  output_units = positions * channels
+  multiplies = fan_in * output_units + output_units
+  adds = (fan_in - 1) * output_units + positions * biases
+  weights = spec.num_weights
+  size_bits = weights * BITS_PER_WEIGHT * density + biases * BITS_PER_BIAS
+  if sparsity > 0:
+    size_bits += weights * BITS_PER_MASK_ENTRY
+  return LayerStats(spec.name, sparsity, weights,
+                    sparsity_lib.get_n_zeros(weights, sparsity), multiplies + adds,
+                    size_bits)
+
+
+def count(specs: Sequence[LayerSpec], sparsities: Mapping[str, float]) -> ModelStats:
+  """Counts every layer; layers absent from `sparsities` are dense."""
+  return ModelStats(tuple(count_layer(spec, sparsities.get(spec.name, 0.0))
+                          for spec in specs))
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningSchedule:
+  """Gradual magnitude pruning, sampled as the paper's FLOPs colab did.
+
+  Defaults are the ImageNet ResNet-50 runs: pruning from step 10k to 25k of 32k,
+  sampled every 1000 steps.
+  """
+  train_steps: int = 32000
+  begin_step: int = 10000
+  end_step: int = 25000
+  frequency: int = 1000
+
+  def fraction_at(self, step: int) -> float:
+    """Share of the final sparsity reached at `step` (cubic, Zhu & Gupta 2017)."""
+    if step < self.begin_step:
+      return 0.0
+    if step > self.end_step:
+      return 1.0
+    progress = (step - self.begin_step) / (self.end_step - self.begin_step)
+    return 1.0 - (1.0 - progress)**3
+
+  def sample_steps(self) -> range:
+    return range(0, self.train_steps + 1, self.frequency)
+
+
+@dataclasses.dataclass(frozen=True)
+class Accounting:
+  """Inference and training cost of one configuration, relative to dense."""
+  dense: ModelStats
+  sparse: ModelStats
+  training_flops_ratio: float
+
+  @property
+  def inference_flops_ratio(self) -> float:
+    return self.sparse.flops / self.dense.flops
+
+  def as_dict(self) -> dict[str, float]:
+    return {
+        "inference_flops": self.sparse.flops,
+        "inference_flops_ratio": self.inference_flops_ratio,
+        "training_flops_ratio": self.training_flops_ratio,
+        "params": self.sparse.nonzero_params,
+        "sparsity": self.sparse.sparsity,
+        "size_mb": self.sparse.size_mb,
+    }
+
+
+def _check_method(method: str) -> None:
+  if method not in TRAINING_METHODS:
+    raise ValueError(f"Unknown `training_method` {method!r}; allowed values: "
+                     f"{', '.join(TRAINING_METHODS)}.")
+
+
+def step_flops_per_example(method: str, dense_flops: float, sparse_flops: float,
+                           is_mask_update: bool = False) -> float:
+  """Training FLOPs of one example in one step, given the current sparse FLOPs.
+
+  A RigL mask-update step runs the sparse forward pass, the backward pass to the
+  inputs, and a dense weight gradient (2 f_S + f_D); other RigL steps cost 3 f_S.
+  For `prune`, `sparse_flops` are those of the masks at that step.
+  """
+  _check_method(method)
+  forward_backward = 1 + BACKWARD_TO_FORWARD
+  if method == "baseline":
+    return forward_backward * dense_flops
+  if method in DENSE_GRADIENT_METHODS or (method == "rigl" and is_mask_update):
+    return BACKWARD_TO_FORWARD * sparse_flops + dense_flops
+  return forward_backward * sparse_flops
+
+
+def mask_sparsities(masks) -> dict[str, float]:
+  """Per-layer sparsity of `{name: mask}` (arrays or variables), for `count`."""
+  return {name: 1.0 - float(np.mean(np.asarray(mask))) for name, mask in masks.items()}
+
+
+def training_flops_ratio(method: str, dense_flops: float, sparse_flops: float,
+                         mask_update_frequency: int = 100,
+                         mean_pruning_flops: float | None = None,
+                         training_steps_multiplier: float = 1.0) -> float:
+  """Training FLOPs of `method` relative to dense training of the standard length."""
+  _check_method(method)
+  if method == "rigl":
+    if mask_update_frequency <= 0:
+      raise ValueError(f"`maskupdate_frequency` must be > 0; got {mask_update_frequency}.")
+    normal = step_flops_per_example(method, dense_flops, sparse_flops)
+    update = step_flops_per_example(method, dense_flops, sparse_flops, True)
+    cost = (normal * mask_update_frequency + update) / (mask_update_frequency + 1)
+  elif method == "prune":
+    if mean_pruning_flops is None:
+      raise ValueError("`prune` needs the mean FLOPs over its pruning schedule.")
+    cost = step_flops_per_example(method, dense_flops, mean_pruning_flops)
+  else:
+    cost = step_flops_per_example(method, dense_flops, sparse_flops)
+  dense_cost = step_flops_per_example("baseline", dense_flops, dense_flops)
+  return training_steps_multiplier * cost / dense_cost
+
+
+def account(specs: Sequence[LayerSpec], config: sparsity_lib.SparsityConfig,
+            method: str, width: float = 1.0,
+            mask_update_frequency: int = 100, training_steps_multiplier: float = 1.0,
+            pruning: PruningSchedule | None = None) -> Accounting:
+  """Inference and training cost of a model under a sparsity configuration.
+
+  Args:
+    specs: the countable layers of the model at width 1, in model order.
+    config: target sparsity, distribution and first/last-layer rules; the first and
+      last layers are the first and last non-depthwise layers of `specs`.
+    method: the training method (see `TRAINING_METHODS`).
+    width: channel multiplier applied when counting (sparsities come from width 1).
+    mask_update_frequency: RigL's dT.
+    training_steps_multiplier: the run's length relative to the standard one.
+    pruning: the gradual-pruning schedule, for `prune`.
+  """
+  shapes = {spec.name: spec.kernel_shape for spec in specs if spec.kind != DEPTHWISE}
+  counted_specs = scale_width(specs, width)
+  dense = count(counted_specs, {})
+  if method == "baseline":
+    sparse = dense
+  else:
+    sparse = count(counted_specs, config.layer_sparsities(shapes))
+  mean_pruning_flops = None
+  if method == "prune":
+    pruning = pruning or PruningSchedule()
+    samples = []
+    for step in pruning.sample_steps():
+      step_config = dataclasses.replace(
+          config, sparsity=config.sparsity * pruning.fraction_at(step))
+      samples.append(count(counted_specs, step_config.layer_sparsities(shapes)).flops)
+    mean_pruning_flops = float(np.mean(samples))
+  ratio = training_flops_ratio(method, dense.flops, sparse.flops, mask_update_frequency,
+                               mean_pruning_flops, training_steps_multiplier)
+  return Accounting(dense, sparse, ratio)
+
+
+# ----- command line ---------------------------------------------------------------------
+
+def _define_flags() -> None:
+  """Defines the command-line flags (only when run as a program)."""
+  from rigl import models  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_enum("model_architecture", "resnet50", list(models.ARCHITECTURES),
+                    "Model whose cost is counted.")
+  flags.DEFINE_enum("training_method", "rigl", list(TRAINING_METHODS),
+                    "Training method, for the training-FLOPs multiplier.")
+  flags.DEFINE_enum("mask_init_method", "erdos_renyi_kernel",
+                    list(sparsity_lib.DISTRIBUTIONS), "Sparsity distribution.")
+  flags.DEFINE_float("end_sparsity", 0.8, "Target overall sparsity S.")
+  flags.DEFINE_float("first_layer_sparsity", 0.0,
+                     "0: first layer dense and unmasked; <0: distribution's share; "
+                     ">0: this sparsity.")
+  flags.DEFINE_float("last_layer_sparsity", -1.0, "Same rules for the last layer.")
+  flags.DEFINE_float("erk_power_scale", 1.0, "Exponent on the ERK densities.")
+  flags.DEFINE_float("width", 1.0, "Channel multiplier applied when counting.")
+  flags.DEFINE_float("training_steps_multiplier", 1.0, "Run length relative to 1x.")
+  flags.DEFINE_integer("maskupdate_frequency", 100, "RigL's mask-update period dT.")
+  flags.DEFINE_integer("train_steps", 32000, "prune: total training steps.")
+  flags.DEFINE_integer("sparsity_begin_step", 10000, "prune: first pruning step.")
+  flags.DEFINE_integer("sparsity_end_step", 25000, "prune: last pruning step.")
+  flags.DEFINE_integer("pruning_frequency", 1000, "prune: steps between samples.")
+  flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
+
+
+def _main(argv):
+  del argv
+  from rigl import models  # pylint: disable=import-outside-toplevel
+  flags_values = flags.FLAGS
+  architecture = flags_values.model_architecture
+  specs = layer_specs(models.build(architecture))
+  first_layer_sparsity = flags_values.first_layer_sparsity
+  if architecture.startswith("mobilenet") and first_layer_sparsity != 0:
+    raise app.UsageError("MobileNets never mask their first convolution: "
+                         "--first_layer_sparsity must be 0.")
+  config = sparsity_lib.SparsityConfig(
+      sparsity=flags_values.end_sparsity, distribution=flags_values.mask_init_method,
+      erk_power_scale=flags_values.erk_power_scale,
+      first_layer_sparsity=first_layer_sparsity,
+      last_layer_sparsity=flags_values.last_layer_sparsity)
+  result = account(
+      specs, config, flags_values.training_method, flags_values.width,
+      flags_values.maskupdate_frequency, flags_values.training_steps_multiplier,
+      PruningSchedule(flags_values.train_steps, flags_values.sparsity_begin_step,
+                      flags_values.sparsity_end_step, flags_values.pruning_frequency))
+  values = result.as_dict()
+  if flags_values.json:
+    print(json.dumps(values))
+    return
+  print(f"{architecture}, {flags_values.training_method}, "
+        f"{flags_values.mask_init_method} S={flags_values.end_sparsity}, "
+        f"width {flags_values.width}, {flags_values.training_steps_multiplier}x")
+  print(f"  inference FLOPs   {values['inference_flops']:.4g} "
+        f"({values['inference_flops_ratio']:.3f}x dense {result.dense.flops:.4g})")
+  print(f"  training FLOPs    {values['training_flops_ratio']:.3f}x dense")
+  print(f"  parameters        {values['params']:.0f} non-zero "
+        f"of {result.sparse.params:.0f}")
+  print(f"  sparsity          {values['sparsity']:.4f}")
+  print(f"  model size        {values['size_mb']:.3f} MB")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(_main)
