@@ -109,7 +109,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     self._masks = {}
     for layer in self._layers:
       self._masks[layer.name] = _state_variable(self._initial_mask(layer),
-                                                f"{layer.name}/mask", tf.float32)
+                                                f"{layer.name}/mask", layer.kernel.dtype)
     self._create_state()
     self._apply_masks_eagerly()
 

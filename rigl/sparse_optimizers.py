@@ -75,7 +75,7 @@ class SparseMomentum(DynamicSparseOptimizer):
 
   def _create_state(self) -> None:
     super()._create_state()
-    self._grad_ema = {layer.name: _state_variable(tf.zeros(layer.shape),
+    self._grad_ema = {layer.name: _state_variable(tf.zeros(layer.shape, layer.kernel.dtype),
                                                   f"{layer.name}/grad_ema")
                       for layer in self._layers}
 
@@ -248,7 +248,7 @@ class SparsePrune(SparseOptimizer):
             end_step=self.end_step, power=PRUNING_POWER, frequency=self.pruning_frequency)
         for name, target in self.layer_sparsities.items()})
     self._thresholds = {layer.name: _state_variable(0.0, f"{layer.name}/threshold",
-                                                    tf.float32)
+                                                    layer.kernel.dtype)
                         for layer in self._layers}
 
   def _state_variables(self):
@@ -275,10 +275,11 @@ class SparsePrune(SparseOptimizer):
       def prune_layer(mask, kernel, threshold, sparsity=sparsity):
         magnitudes = tf.abs(tf.convert_to_tensor(kernel))
         size = tf.size(magnitudes)
-        keep = tf.maximum(
-            tf.cast(tf.round(tf.cast(size, tf.float32) * (1.0 - sparsity)), tf.int32), 1)
+        keep = tf.maximum(tf.cast(tf.round(
+            tf.cast(size, tf.float32) * (1.0 - tf.cast(sparsity, tf.float32))), tf.int32), 1)
         sorted_magnitudes = tf.math.top_k(tf.reshape(magnitudes, [-1]), k=size).values
-        new_threshold = decay * threshold + (1.0 - decay) * sorted_magnitudes[keep - 1]
+        new_threshold = (decay * tf.convert_to_tensor(threshold) +
+                         (1.0 - decay) * sorted_magnitudes[keep - 1])
         new_mask = tf.cast(magnitudes >= new_threshold, magnitudes.dtype)
         _assign(threshold, new_threshold)
         _assign(kernel, kernel * new_mask)

@@ -19,12 +19,13 @@ LAYER = "layer"
 
 
 def dense_model(n_in: int = 15, n_out: int = 25, seed: int = 0,
-                hidden: int | None = None) -> tf_keras.Model:
+                hidden: int | None = None, dtype: str = "float32") -> tf_keras.Model:
   tf_keras.utils.set_random_seed(seed)
-  layers = [tf_keras.Input((n_in,))]
+  layers = [tf_keras.Input((n_in,), dtype=dtype)]
   if hidden:
-    layers.append(tf_keras.layers.Dense(hidden, activation="tanh", name="hidden"))
-  layers.append(tf_keras.layers.Dense(n_out, name=LAYER))
+    layers.append(tf_keras.layers.Dense(hidden, activation="tanh", name="hidden",
+                                        dtype=dtype))
+  layers.append(tf_keras.layers.Dense(n_out, name=LAYER, dtype=dtype))
   return tf_keras.Sequential(layers)
 
 
@@ -43,7 +44,8 @@ class Harness:
     return tape.gradient(loss, self.model.trainable_variables)
 
   def batch(self):
-    return self.rng.standard_normal((8, self.model.input_shape[-1])).astype(np.float32)
+    return self.rng.standard_normal((8, self.model.input_shape[-1])).astype(
+        self.model.inputs[0].dtype.as_numpy_dtype)
 
   def step(self, x=None):
     """One `apply_gradients` call; returns the gradients it used."""
@@ -422,6 +424,22 @@ def test_invariants_after_many_updates(method):
   for name, mask in optimizer.masks.items():
     assert mask.numpy().sum() == mask.numpy().size - int(
         np.floor(expected[name] * mask.numpy().size)) or method == "prune"
+
+
+@pytest.mark.parametrize("method", ["rigl", "momentum", "prune", "dnw", "snip"])
+def test_float64_models(method):
+  model = dense_model(hidden=9, dtype="float64")
+  optimizer = rigl.create_sparse_optimizer(
+      method, sgd(momentum=0.9), model, rigl.SparsityConfig(0.5),
+      schedule=schedule(0, 100, 1, 0.3), grow_init="random_normal",
+      pruning_begin_step=0, pruning_end_step=2, pruning_frequency=1)
+  harness = Harness(model, optimizer)
+  for _ in range(3):
+    harness.step()
+  for name, mask in optimizer.masks.items():
+    assert mask.dtype == tf.float64
+    assert np.all(optimizer.kernels[name].numpy()[mask.numpy() == 0] == 0)
+    assert np.mean(mask.numpy() == 0) >= 0.45
 
 
 # ----- set-up, checkpoints and errors ---------------------------------------------------

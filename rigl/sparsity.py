@@ -47,6 +47,7 @@ def random_mask(shape: Shape, sparsity: float,
                 rng: np.random.Generator | None = None,
                 dtype: np.dtype = np.float32) -> np.ndarray:
   """A mask with exactly floor(sparsity * size) zeros at random positions."""
+  check_sparsity(sparsity, "sparsity")
   size = int(np.prod(shape))
   n_zeros = get_n_zeros(size, sparsity)
   flat = np.ones(size, dtype=dtype)
@@ -140,6 +141,10 @@ def get_sparsities(shapes: Mapping[str, Shape], method: str, default_sparsity: f
   if method == UNIFORM:
     return {name: float(custom_sparsity_map.get(name, default_sparsity)) for name in shapes}
   if method == STR:
+    if custom_sparsity_map:
+      raise ValueError("The `str` distribution takes every layer's sparsity from the STR "
+                       "table; it cannot be combined with custom sparsities "
+                       f"({sorted(custom_sparsity_map)}).")
     return str_sparsities.lookup(list(shapes), default_sparsity)
   return _erdos_renyi_sparsities(shapes, method, default_sparsity, custom_sparsity_map,
                                  erk_power_scale)
@@ -186,6 +191,10 @@ class SparsityConfig:
         unmasked.add(name)
       elif value > 0:
         custom[name] = value
+    conflicts = sorted(unmasked & set(self.custom_sparsity_map))
+    if conflicts:
+      raise ValueError(f"custom_sparsity_map sets {conflicts}, which "
+                       "first_layer_sparsity/last_layer_sparsity = 0 leaves unmasked.")
     masked = {name: shapes[name] for name in names if name not in unmasked}
     return get_sparsities(masked, self.distribution, self.sparsity, custom,
                           self.erk_power_scale)
