@@ -11,6 +11,7 @@ from typing import Callable
 
 import tf_keras
 
+from rigl.models.lenet5 import lenet5
 from rigl.models.mnist_fc import mnist_fc
 from rigl.models.mobilenet import mobilenet_v1
 from rigl.models.mobilenet import mobilenet_v2
@@ -23,6 +24,7 @@ ARCHITECTURES: dict[str, Callable[..., tf_keras.Model]] = {
     "mobilenet_v2": mobilenet_v2,
     "wrn_22_2": lambda **kwargs: wide_resnet(depth=22, width=2, **kwargs),
     "mnist_fc": mnist_fc,
+    "lenet5": lenet5,
 }
 
 

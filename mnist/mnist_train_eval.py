@@ -1,0 +1,208 @@
+r"""Trains and evaluates a sparse network on MNIST or Fashion-MNIST.
+
+The flags of the original `rigl/mnist/mnist_train_eval.py`, with the same names and
+defaults, plus `--dataset` and `--data_dir`. For example, on the real Fashion-MNIST
+files that Debian's `dataset-fashion-mnist` package installs:
+
+  python mnist/mnist_train_eval.py --dataset=fashion_mnist \
+      --data_dir=/usr/share/datasets/fashion-mnist --training_method=rigl \
+      --end_sparsity=0.98 --num_epochs=20 --save_path=/tmp/mnist_rigl
+
+Re-running the same command resumes from the last epoch's checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __package__ in (None, ""):  # Run as a script: make the repository importable.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+import rigl
+from rigl import models
+from rigl import training
+from mnist import compression
+from mnist import data
+
+FLAGS = flags.FLAGS
+NETWORK_TYPES = ("fc", "lenet5")
+OPTIMIZERS = ("sgd", "momentum", "adam")
+# Learning-rate drops of the original: dense runs at fixed epochs, sparse runs at
+# --lr_drop_epoch and this many epochs later; every drop divides the rate by 3.
+DENSE_LR_DROP_EPOCHS = (60, 70, 80)
+SPARSE_SECOND_DROP_OFFSET = 20
+LR_DROP_FACTOR = 3.0
+
+flags.DEFINE_string("mnist", "/tmp/data",
+                    "tensorflow-datasets data directory, used when --data_dir is empty.")
+flags.DEFINE_enum("dataset", "mnist", list(data.DATASETS), "Dataset to train on.")
+flags.DEFINE_string("data_dir", "",
+                    "Folder with the four standard IDX files; empty: tensorflow-datasets.")
+flags.DEFINE_integer("batch_size", 100, "Batch size.")
+flags.DEFINE_float("learning_rate", 0.2, "Initial learning rate.")
+flags.DEFINE_float("momentum", 0.9, "Momentum.")
+flags.DEFINE_boolean("use_nesterov", True, "Whether to use Nesterov momentum.")
+flags.DEFINE_integer("num_epochs", 200, "Number of training epochs.")
+flags.DEFINE_integer("lr_drop_epoch", 75, "Epoch of the first learning-rate drop "
+                     "(sparse runs; a second comes 20 epochs later).")
+flags.DEFINE_enum("optimizer", "momentum", list(OPTIMIZERS),
+                  "Optimizer (adam keeps the learning rate constant).")
+flags.DEFINE_float("l2_scale", 1e-4, "L2 penalty l2_scale * sum(w^2) / 2 on kernels.")
+flags.DEFINE_enum("network_type", "fc", list(NETWORK_TYPES),
+                  "fc: 784-300-100-10; lenet5: LeNet-5.")
+flags.DEFINE_enum("training_method", "baseline", list(rigl.TRAINING_METHODS),
+                  "Sparse training method.")
+flags.DEFINE_float("drop_fraction", 0.3, "Fraction of active weights dropped per update.")
+flags.DEFINE_string("drop_fraction_anneal", "cosine",
+                    "constant, cosine or exponential_<k>.")
+flags.DEFINE_string("grow_init", "zeros", "Initial value of grown connections.")
+flags.DEFINE_float("s_momentum", 0.9, "SNFS gradient moving-average decay.")
+flags.DEFINE_string("input_mask_path", "",
+                    "Checkpoint (or run directory) whose layer1 mask removes dead pixels.")
+flags.DEFINE_float("sparsity_scale", 0.9, "layer2 sparsity = end_sparsity * this (fc).")
+flags.DEFINE_float("rigl_acc_scale", 0.0, "RigL: optimizer slots of new connections = "
+                   "gradient * this.")
+flags.DEFINE_integer("maskupdate_begin_step", 0, "First mask-update step.")
+flags.DEFINE_integer("maskupdate_end_step", 50000, "Last mask-update step.")
+flags.DEFINE_integer("maskupdate_frequency", 100, "Steps between mask updates.")
+flags.DEFINE_integer("mask_record_frequency", 0,
+                     "If > 0, record the masks every this many steps.")
+flags.DEFINE_enum("mask_init_method", "random",
+                  ["random", "erdos_renyi", "erdos_renyi_kernel"],
+                  "Sparsity distribution.")
+flags.DEFINE_integer("prune_begin_step", 2000, "prune: first pruning step.")
+flags.DEFINE_integer("prune_end_step", 30000, "prune: last pruning step.")
+flags.DEFINE_float("end_sparsity", 0.98, "Target sparsity.")
+flags.DEFINE_integer("pruning_frequency", 500, "prune: steps between pruning updates.")
+flags.DEFINE_float("threshold_decay", 0.0, "prune: decay of the magnitude threshold.")
+flags.DEFINE_string("save_path", "", "Run directory (checkpoints, summaries, results); "
+                    "empty: keep nothing.")
+flags.DEFINE_boolean("save_model", True, "Whether to write checkpoints.")
+flags.DEFINE_integer("seed", 0, "Seed of weights, masks and data order.")
+
+
+def sparsity_config(network_type: str, end_sparsity: float, mask_init_method: str,
+                    sparsity_scale: float) -> rigl.SparsityConfig:
+  """The original's per-layer rule: fc keeps layer3 dense and thins layer2 less."""
+  if network_type == "fc":
+    return rigl.SparsityConfig(
+        end_sparsity, mask_init_method,
+        custom_sparsity_map={"layer2": end_sparsity * sparsity_scale, "layer3": 0.0})
+  return rigl.SparsityConfig(end_sparsity, mask_init_method, last_layer_sparsity=0.0)
+
+
+def learning_rate(steps_per_epoch: int):
+  """Piecewise-constant rate with the original's drops (constant for Adam)."""
+  if FLAGS.optimizer == "adam":
+    return FLAGS.learning_rate
+  if FLAGS.training_method == "baseline":
+    epochs = DENSE_LR_DROP_EPOCHS
+  else:
+    epochs = (FLAGS.lr_drop_epoch, FLAGS.lr_drop_epoch + SPARSE_SECOND_DROP_OFFSET)
+  values = [FLAGS.learning_rate / LR_DROP_FACTOR**i for i in range(len(epochs) + 1)]
+  return tf_keras.optimizers.schedules.PiecewiseConstantDecay(
+      [epoch * steps_per_epoch for epoch in epochs], values)
+
+
+def inner_optimizer(steps_per_epoch: int) -> tf_keras.optimizers.Optimizer:
+  rate = learning_rate(steps_per_epoch)
+  if FLAGS.optimizer == "adam":
+    return tf_keras.optimizers.Adam(rate)
+  if FLAGS.optimizer == "sgd":
+    return tf_keras.optimizers.SGD(rate)
+  return tf_keras.optimizers.SGD(rate, momentum=FLAGS.momentum, nesterov=FLAGS.use_nesterov)
+
+
+def read_input_mask(path: str) -> np.ndarray:
+  """Input pixels that layer1 of a saved run still uses (any outgoing connection)."""
+  checkpoint = tf.train.latest_checkpoint(os.path.join(path, training.CHECKPOINT_DIR))
+  checkpoint = checkpoint or tf.train.latest_checkpoint(path) or path
+  reader = tf.train.load_checkpoint(checkpoint)
+  keys = [key for key in reader.get_variable_to_shape_map()
+          if "_masks/layer1/" in key and "OPTIMIZER_SLOT" not in key]
+  if not keys:
+    raise ValueError(f"--input_mask_path {path}: no layer1 mask in {checkpoint}.")
+  return reader.get_tensor(keys[0]).any(axis=1)
+
+
+def run_identity() -> dict[str, object]:
+  """The settings that define a run: a resumed run must match them."""
+  names = ("dataset", "network_type", "training_method", "end_sparsity",
+           "mask_init_method", "sparsity_scale", "optimizer", "batch_size", "seed",
+           "drop_fraction", "drop_fraction_anneal", "grow_init", "maskupdate_begin_step",
+           "maskupdate_end_step", "maskupdate_frequency", "prune_begin_step",
+           "prune_end_step", "pruning_frequency", "learning_rate", "l2_scale")
+  return {name: FLAGS[name].value for name in names}
+
+
+def run() -> dict[str, object]:
+  """Trains and evaluates as the flags say; returns the results."""
+  # Data first: a missing or corrupt file fails before anything is written.
+  train_split, test_split = data.load(FLAGS.dataset, FLAGS.data_dir, FLAGS.mnist)
+  input_mask = read_input_mask(FLAGS.input_mask_path) if FLAGS.input_mask_path else None
+  flatten = FLAGS.network_type == "fc"
+  steps_per_epoch = len(train_split.labels) // FLAGS.batch_size
+
+  tf_keras.utils.set_random_seed(FLAGS.seed)
+  model = models.build("mnist_fc" if flatten else "lenet5")
+  optimizer = rigl.create_sparse_optimizer(
+      FLAGS.training_method, inner_optimizer(steps_per_epoch), model,
+      sparsity_config(FLAGS.network_type, FLAGS.end_sparsity, FLAGS.mask_init_method,
+                      FLAGS.sparsity_scale),
+      schedule=rigl.MaskUpdateSchedule(
+          FLAGS.maskupdate_begin_step, FLAGS.maskupdate_end_step,
+          FLAGS.maskupdate_frequency, FLAGS.drop_fraction, FLAGS.drop_fraction_anneal),
+      grow_init=FLAGS.grow_init, s_momentum=FLAGS.s_momentum,
+      rigl_acc_scale=FLAGS.rigl_acc_scale, pruning_begin_step=FLAGS.prune_begin_step,
+      pruning_end_step=FLAGS.prune_end_step, pruning_frequency=FLAGS.pruning_frequency,
+      threshold_decay=FLAGS.threshold_decay, seed=FLAGS.seed)
+
+  def train_dataset(epoch: int) -> tf.data.Dataset:
+    return data.to_dataset(train_split, FLAGS.batch_size, flatten, FLAGS.seed + epoch,
+                           input_mask)
+
+  def extra_results():
+    results = {"training_method": FLAGS.training_method,
+               "end_sparsity": FLAGS.end_sparsity, "network_type": FLAGS.network_type}
+    if flatten:
+      masks = {layer.name: (optimizer.masks[layer.name].numpy()
+                            if layer.name in optimizer.masks else
+                            np.ones(layer.kernel.shape))
+               for layer in model.layers if isinstance(layer, tf_keras.layers.Dense)}
+      results.update(compression.compression_report(masks))
+    return results
+
+  config = training.RunConfig(
+      num_epochs=FLAGS.num_epochs, global_batch_size=FLAGS.batch_size,
+      training_method=FLAGS.training_method,
+      save_path=FLAGS.save_path, identity=run_identity(), l2_scale=FLAGS.l2_scale,
+      save_checkpoints=FLAGS.save_model,
+      mask_record_frequency=FLAGS.mask_record_frequency)
+  results = training.train_and_evaluate(
+      model, optimizer, train_dataset,
+      data.to_dataset(test_split, FLAGS.batch_size, flatten, None, input_mask), config,
+      extra_results=extra_results)
+  print(f"test_accuracy {results['test_accuracy']:.4f}  "
+        f"global_sparsity {results['global_sparsity']:.4f}  "
+        f"training_flops_ratio {results['training_flops_ratio']:.3f}")
+  return results
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)
+  run()
+
+
+if __name__ == "__main__":
+  app.run(main)

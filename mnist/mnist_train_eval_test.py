@@ -1,0 +1,145 @@
+"""The MNIST script end to end on tiny IDX files the tests write themselves."""
+
+import gzip
+import json
+import pathlib
+import struct
+import subprocess
+import sys
+
+from absl import flags
+from absl.testing import flagsaver
+import numpy as np
+import pytest
+
+from mnist import data
+from mnist import mnist_train_eval
+from rigl import training
+
+FLAGS = flags.FLAGS
+REPO = pathlib.Path(__file__).resolve().parent.parent
+TRAIN_EXAMPLES, TEST_EXAMPLES, BATCH = 120, 40, 20
+
+
+def write_idx(path: pathlib.Path, array: np.ndarray) -> None:
+  header = struct.pack(">HBB", 0, 0x08, array.ndim)
+  header += struct.pack(f">{array.ndim}I", *array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+  """Images whose class is readable from their brightest row, so training can learn."""
+  directory = tmp_path_factory.mktemp("idx")
+  rng = np.random.default_rng(0)
+  for split, count in (("train", TRAIN_EXAMPLES), ("t10k", TEST_EXAMPLES)):
+    labels = rng.integers(0, 10, count)
+    images = rng.integers(0, 60, (count, 28, 28))
+    images[np.arange(count), labels * 2 + 3, :] = 255
+    write_idx(directory / f"{split}-images-idx3-ubyte.gz", images)
+    write_idx(directory / f"{split}-labels-idx1-ubyte.gz", labels)
+  return directory
+
+
+@pytest.fixture(autouse=True)
+def parsed_flags():
+  if not FLAGS.is_parsed():
+    FLAGS.mark_as_parsed()
+  with flagsaver.flagsaver():
+    yield
+
+
+def run(idx_dir, save_path, **overrides):
+  settings = dict(data_dir=str(idx_dir), batch_size=BATCH, num_epochs=1,
+                  save_path=str(save_path), learning_rate=0.05,
+                  maskupdate_frequency=2, prune_begin_step=2, prune_end_step=8,
+                  pruning_frequency=2, end_sparsity=0.9)
+  settings.update(overrides)
+  for name, value in settings.items():
+    FLAGS[name].value = value
+  return mnist_train_eval.run()
+
+
+@pytest.mark.parametrize("method", ["baseline", "rigl", "prune"])
+def test_trains_and_writes_results(idx_dir, tmp_path, method):
+  results = run(idx_dir, tmp_path, training_method=method, num_epochs=2)
+  on_disk = json.loads((tmp_path / training.RESULTS_FILE).read_text())
+  for key in ("test_accuracy", "test_loss", "per_layer_sparsity", "global_sparsity",
+              "inference_flops", "training_flops_ratio", "num_epochs", "wall_time_s",
+              "compressed_shapes"):
+    assert key in on_disk
+  assert on_disk["num_epochs"] == 2 and results["test_accuracy"] == on_disk["test_accuracy"]
+  if method == "baseline":
+    assert on_disk["per_layer_sparsity"] == {} and on_disk["training_flops_ratio"] == 1.0
+  else:
+    assert on_disk["per_layer_sparsity"]["layer1"] == pytest.approx(0.9, abs=1e-3)
+    assert on_disk["per_layer_sparsity"]["layer2"] == pytest.approx(0.81, abs=1e-3)
+    assert on_disk["per_layer_sparsity"]["layer3"] == 0.0
+    assert on_disk["training_flops_ratio"] < 0.5
+  assert (tmp_path / "train").is_dir() and (tmp_path / "eval").is_dir()
+
+
+def test_resume_continues_exactly(idx_dir, tmp_path):
+  straight = run(idx_dir, tmp_path / "straight", training_method="rigl", num_epochs=2)
+  run(idx_dir, tmp_path / "resumed", training_method="rigl", num_epochs=1)
+  resumed = run(idx_dir, tmp_path / "resumed", training_method="rigl", num_epochs=2)
+  for key in ("test_accuracy", "test_loss", "steps", "per_layer_sparsity",
+              "training_flops"):
+    assert resumed[key] == straight[key], key
+
+
+def test_refuses_a_different_run_in_the_same_directory(idx_dir, tmp_path):
+  run(idx_dir, tmp_path, training_method="set")
+  with pytest.raises(ValueError, match="training_method"):
+    run(idx_dir, tmp_path, training_method="rigl")
+
+
+def test_lenet5_and_mask_records(idx_dir, tmp_path):
+  results = run(idx_dir, tmp_path, training_method="set", network_type="lenet5",
+                mask_record_frequency=2)
+  assert set(results["per_layer_sparsity"]) == {"conv1", "conv2", "fc1", "fc2"}
+  with np.load(tmp_path / training.MASK_RECORDS_FILE) as records:
+    assert list(records["steps"]) == [2, 4, 6]
+    assert records["conv1"].shape == (3, 5, 5, 1, 6)
+
+
+@pytest.mark.parametrize("damage,error", [("missing", FileNotFoundError),
+                                          ("truncated", ValueError)])
+def test_bad_idx_files_fail_before_writing(idx_dir, tmp_path, damage, error):
+  broken = tmp_path / "broken"
+  broken.mkdir()
+  for name in data.IDX_FILES.values():
+    (broken / name).write_bytes((idx_dir / name).read_bytes())
+  target = broken / data.IDX_FILES["test_labels"]
+  if damage == "missing":
+    target.unlink()
+  else:
+    with gzip.open(target, "wb") as f:
+      f.write(struct.pack(">HBBI", 0, 0x08, 1, TEST_EXAMPLES) + b"\x01\x02")
+  with pytest.raises(error, match="t10k-labels-idx1-ubyte.gz"):
+    run(broken, tmp_path / "run", training_method="rigl")
+  assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "mnist/mnist_train_eval.py"],
+    [sys.executable, "-m", "mnist.mnist_train_eval"],
+])
+def test_runs_as_script_and_as_module(idx_dir, tmp_path, command):
+  result = subprocess.run(
+      command + [f"--data_dir={idx_dir}", f"--batch_size={BATCH}", "--num_epochs=1",
+                 "--training_method=snip", "--end_sparsity=0.5",
+                 f"--save_path={tmp_path}"],
+      cwd=REPO, capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "epoch 1/1" in result.stdout
+  assert (tmp_path / training.RESULTS_FILE).exists()
+
+
+def test_idx_reader_rejects_wrong_header(tmp_path):
+  path = tmp_path / "labels.gz"
+  with gzip.open(path, "wb") as f:
+    f.write(struct.pack(">HBBI", 0, 0x0D, 1, 1) + b"\x00\x00\x00\x00")
+  with pytest.raises(ValueError, match="labels.gz"):
+    data.read_idx(path, 1)
