@@ -32,16 +32,6 @@ FLAGS = flags.FLAGS
 GIF_NAME = "masks.gif"
 SLOW_FACTOR = 4
 
-flags.DEFINE_string("records_path", "", "mask_records.npz written by the training script.")
-flags.DEFINE_string("save_path", "", "Folder for the PNG frames and the GIF.")
-flags.DEFINE_string("new_shape", "", "Shape 'rows,cols' to show the mask in (default: "
-                    "inputs x outputs).")
-flags.DEFINE_integer("interval", 200, "Milliseconds per GIF frame.")
-flags.DEFINE_integer("layer_id", 0, "Index of the layer, in recording order.")
-flags.DEFINE_integer("skip_mask", 1, "Render every this many records.")
-flags.DEFINE_integer("slow_until", 0, "Frames before this one last 4x longer.")
-
-
 def load_records(path: str) -> tuple[np.ndarray, list[str], dict[str, np.ndarray]]:
   """(steps, layer names, {name: [records, ...] boolean masks})."""
   if not pathlib.Path(path).exists():
@@ -107,5 +97,18 @@ def main(argv):
   print(f"Wrote {len(frames)} frames and {GIF_NAME} to {FLAGS.save_path}.")
 
 
+def define_flags() -> None:
+  """Defines the flags (only when run as a program, so the module imports cleanly)."""
+  flags.DEFINE_string("records_path", "", "mask_records.npz written by the training script.")
+  flags.DEFINE_string("save_path", "", "Folder for the PNG frames and the GIF.")
+  flags.DEFINE_string("new_shape", "", "Shape 'rows,cols' to show the mask in (default: "
+                      "inputs x outputs).")
+  flags.DEFINE_integer("interval", 200, "Milliseconds per GIF frame.")
+  flags.DEFINE_integer("layer_id", 0, "Index of the layer, in recording order.")
+  flags.DEFINE_integer("skip_mask", 1, "Render every this many records.")
+  flags.DEFINE_integer("slow_until", 0, "Frames before this one last 4x longer.")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
