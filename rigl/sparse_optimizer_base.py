@@ -29,6 +29,7 @@ from tf_keras.src.optimizers import utils as optimizer_utils
 from tf_keras.src.optimizers.optimizer import CallableList
 
 from rigl import grow_init as grow_init_lib
+from rigl import mask_ops
 from rigl import optimizer_slots
 from rigl import schedules
 from rigl import sparse_kernels
@@ -37,30 +38,6 @@ from rigl import stateless_random
 
 # Standard deviation of the noise added to drop scores, to break ties at random.
 DROP_NOISE_STD = 1e-5
-
-
-def _state_variable(initial_value, name: str, dtype=None) -> tf.Variable:
-  """A non-trainable bookkeeping variable that every replica updates identically."""
-  return tf.Variable(initial_value, name=name, dtype=dtype, trainable=False,
-                     synchronization=tf.VariableSynchronization.ON_WRITE,
-                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-
-
-def _assign(variable: tf.Variable, value: tf.Tensor) -> None:
-  variable.assign(tf.cast(value, variable.dtype))
-
-
-def _scatter_top(scores: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
-  """A 0/1 tensor shaped like `scores` with ones at its `count` largest entries.
-
-  A full-length stable sort keeps shapes static (for XLA/TPU) and breaks ties in favour
-  of the lower index, as TF1's `top_k` did.
-  """
-  flat = tf.reshape(scores, [-1])
-  size = tf.size(flat)
-  order = tf.math.top_k(flat, k=size, sorted=True).indices
-  ranks = tf.scatter_nd(order[:, tf.newaxis], tf.range(size), [size])
-  return tf.reshape(tf.cast(ranks < count, scores.dtype), tf.shape(scores))
 
 
 class SparseOptimizer(tf_keras.optimizers.Optimizer):
@@ -108,7 +85,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     self._slots = self._no_dependency({})
     self._masks = {}
     for layer in self._layers:
-      self._masks[layer.name] = _state_variable(self._initial_mask(layer),
+      self._masks[layer.name] = mask_ops.state_variable(self._initial_mask(layer),
                                                 f"{layer.name}/mask", layer.kernel.dtype)
     self._create_state()
     self._apply_masks_eagerly()
@@ -249,7 +226,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
   def _reapply_masks(self, distribution) -> None:
     for layer in self._layers:
       distribution.extended.update(
-          layer.kernel, lambda kernel, mask: _assign(kernel, kernel * mask),
+          layer.kernel, lambda kernel, mask: mask_ops.assign(kernel, kernel * mask),
           args=(self._masks[layer.name],), group=False)
 
   def _seed_fn(self, layer_name: str, step: tf.Tensor):
@@ -258,7 +235,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
   def _reset_slots(self, slots, new_connections, values) -> None:
     """Sets every optimizer slot to `values` at `new_connections` (local copies)."""
     for slot in slots:
-      _assign(slot, tf.where(new_connections > 0, tf.cast(values, slot.dtype), slot))
+      mask_ops.assign(slot, tf.where(new_connections > 0, tf.cast(values, slot.dtype), slot))
 
 
 class DynamicSparseOptimizer(SparseOptimizer):
@@ -289,12 +266,12 @@ class DynamicSparseOptimizer(SparseOptimizer):
     super().__init__(optimizer, model, sparsity, **kwargs)
 
   def _create_state(self) -> None:
-    self._last_update_step = _state_variable(
+    self._last_update_step = mask_ops.state_variable(
         tf.constant(-self.schedule.frequency, tf.int64), "last_mask_update_step")
     self._initial_kernels = {}
     if self.grow_init.uses_initial_kernel:
       for layer in self._layers:
-        self._initial_kernels[layer.name] = _state_variable(
+        self._initial_kernels[layer.name] = mask_ops.state_variable(
             tf.identity(layer.kernel), f"{layer.name}/initial_kernel")
 
   def _state_variables(self) -> list[tf.Variable]:
@@ -350,7 +327,7 @@ class DynamicSparseOptimizer(SparseOptimizer):
           functools.partial(self._update_layer, layer.name, drop_fraction, step),
           args=(layer.kernel, self._slots[layer.name], dense_grad,
                 self._layer_state(layer.name)), group=False)
-    distribution.extended.update(self._last_update_step, _assign, args=(step,),
+    distribution.extended.update(self._last_update_step, mask_ops.assign, args=(step,),
                                  group=False)
     return tf.constant(True)
 
@@ -369,10 +346,10 @@ class DynamicSparseOptimizer(SparseOptimizer):
     dense_grad = tf.cast(dense_grad, weights.dtype)
     n_ones = tf.reduce_sum(tf.cast(old_mask, tf.int32))
     n_prune = tf.cast(tf.cast(n_ones, tf.float32) * drop_fraction, tf.int32)
-    kept = _scatter_top(self._drop_score(weights, old_mask, seed_fn), n_ones - n_prune)
+    kept = mask_ops.keep_top(self._drop_score(weights, old_mask, seed_fn), n_ones - n_prune)
     grow_score = self._grow_score(weights, old_mask, dense_grad, state, seed_fn)
     grow_score = tf.where(kept > 0, tf.reduce_min(grow_score) - 1.0, grow_score)
-    grown = _scatter_top(grow_score, n_prune)
+    grown = mask_ops.keep_top(grow_score, n_prune)
     tf.debugging.assert_equal(tf.reduce_sum(kept * grown), tf.constant(0, kept.dtype),
                               message="Kept and grown connections overlap.")
     new_connections = grown if self.reinit_when_same else grown * (1.0 - old_mask)
@@ -380,6 +357,6 @@ class DynamicSparseOptimizer(SparseOptimizer):
     new_values = grow_init_lib.grow_values(self.grow_init, weights, old_mask, seed_fn,
                                            gradient=dense_grad,
                                            initial_kernel=state.get("initial_kernel"))
-    _assign(kernel, tf.where(new_connections > 0, new_values, weights) * new_mask)
+    mask_ops.assign(kernel, tf.where(new_connections > 0, new_values, weights) * new_mask)
     self._reset_slots(slots, new_connections, self._new_slot_values(dense_grad))
-    _assign(mask, new_mask)
+    mask_ops.assign(mask, new_mask)

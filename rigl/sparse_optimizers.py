@@ -14,20 +14,16 @@
 
 from __future__ import annotations
 
-import functools
-
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras
 
 from rigl import grow_init as grow_init_lib
+from rigl import mask_ops
 from rigl import schedules
 from rigl import sparsity as sparsity_lib
 from rigl.sparse_optimizer_base import DynamicSparseOptimizer
 from rigl.sparse_optimizer_base import SparseOptimizer
-from rigl.sparse_optimizer_base import _assign
-from rigl.sparse_optimizer_base import _scatter_top
-from rigl.sparse_optimizer_base import _state_variable
 
 # Exponent of the gradual-pruning sparsity schedule (Zhu & Gupta, 2017).
 PRUNING_POWER = 3
@@ -75,7 +71,7 @@ class SparseMomentum(DynamicSparseOptimizer):
 
   def _create_state(self) -> None:
     super()._create_state()
-    self._grad_ema = {layer.name: _state_variable(tf.zeros(layer.shape, layer.kernel.dtype),
+    self._grad_ema = {layer.name: mask_ops.state_variable(tf.zeros(layer.shape, layer.kernel.dtype),
                                                   f"{layer.name}/grad_ema")
                       for layer in self._layers}
 
@@ -94,7 +90,7 @@ class SparseMomentum(DynamicSparseOptimizer):
     for layer, grad in zip(self._layers, dense_grads):
       distribution.extended.update(
           self._grad_ema[layer.name],
-          lambda ema, g: _assign(ema, decay * ema + (1.0 - decay) * g),
+          lambda ema, g: mask_ops.assign(ema, decay * ema + (1.0 - decay) * g),
           args=(grad,), group=False)
 
   def _grow_score(self, kernel, mask, dense_grad, state, seed_fn):
@@ -129,12 +125,6 @@ class SparseRigL(DynamicSparseOptimizer):
             lambda: self._optimizer_step(distribution, grads, variables))
 
 
-def _keep_top(scores: tf.Tensor, sparsity: float) -> tf.Tensor:
-  """A mask keeping the n - floor(sparsity * n) highest scores."""
-  size = scores.shape.num_elements()
-  return _scatter_top(scores, size - sparsity_lib.get_n_zeros(size, sparsity))
-
-
 class SparseSnip(SparseOptimizer):
   """SNIP (Lee et al., 2019): one-shot pruning by |gradient * weight| on batch 0.
 
@@ -145,7 +135,7 @@ class SparseSnip(SparseOptimizer):
   starts_dense = True
 
   def _create_state(self) -> None:
-    self._is_snipped = _state_variable(False, "is_snipped", tf.bool)
+    self._is_snipped = mask_ops.state_variable(False, "is_snipped", tf.bool)
 
   def _state_variables(self):
     return [self._is_snipped]
@@ -166,13 +156,13 @@ class SparseSnip(SparseOptimizer):
 
       def snip_layer(mask, kernel, grad, sparsity=sparsity):
         weights = tf.convert_to_tensor(kernel)
-        new_mask = _keep_top(tf.abs(tf.cast(grad, weights.dtype) * weights), sparsity)
-        _assign(kernel, weights * new_mask)
-        _assign(mask, new_mask)
+        new_mask = mask_ops.keep_top_at_sparsity(tf.abs(tf.cast(grad, weights.dtype) * weights), sparsity)
+        mask_ops.assign(kernel, weights * new_mask)
+        mask_ops.assign(mask, new_mask)
 
       distribution.extended.update(self._masks[layer.name], snip_layer,
                                    args=(layer.kernel, grad), group=False)
-    distribution.extended.update(self._is_snipped, _assign, args=(True,), group=False)
+    distribution.extended.update(self._is_snipped, mask_ops.assign, args=(True,), group=False)
     return tf.constant(True)
 
 
@@ -186,7 +176,7 @@ class SparseDNW(SparseOptimizer):
   starts_dense = True
 
   def _create_state(self) -> None:
-    self._dense_kernels = {layer.name: _state_variable(tf.identity(layer.kernel),
+    self._dense_kernels = {layer.name: mask_ops.state_variable(tf.identity(layer.kernel),
                                                        f"{layer.name}/dense_kernel")
                            for layer in self._layers}
 
@@ -198,7 +188,7 @@ class SparseDNW(SparseOptimizer):
                 for layer, grad in zip(self._layers, dense_grads)}
     grads = [dense_of.get(self._var_key(v), g) for g, v in zip(grads, variables)]
     for layer in self._layers:
-      distribution.extended.update(layer.kernel, _assign,
+      distribution.extended.update(layer.kernel, mask_ops.assign,
                                    args=(self._dense_kernels[layer.name],), group=False)
     self._optimizer_step(distribution, grads, variables, reapply_masks=False)
     for layer in self._layers:
@@ -206,10 +196,10 @@ class SparseDNW(SparseOptimizer):
 
       def select_top(mask, kernel, dense_kernel, sparsity=sparsity):
         weights = tf.convert_to_tensor(kernel)
-        new_mask = _keep_top(tf.abs(weights), sparsity)
-        _assign(dense_kernel, weights)
-        _assign(kernel, weights * new_mask)
-        _assign(mask, new_mask)
+        new_mask = mask_ops.keep_top_at_sparsity(tf.abs(weights), sparsity)
+        mask_ops.assign(dense_kernel, weights)
+        mask_ops.assign(kernel, weights * new_mask)
+        mask_ops.assign(mask, new_mask)
 
       distribution.extended.update(self._masks[layer.name], select_top,
                                    args=(layer.kernel, self._dense_kernels[layer.name]),
@@ -247,7 +237,7 @@ class SparsePrune(SparseOptimizer):
             initial_sparsity=0.0, final_sparsity=target, begin_step=self.begin_step,
             end_step=self.end_step, power=PRUNING_POWER, frequency=self.pruning_frequency)
         for name, target in self.layer_sparsities.items()})
-    self._thresholds = {layer.name: _state_variable(0.0, f"{layer.name}/threshold",
+    self._thresholds = {layer.name: mask_ops.state_variable(0.0, f"{layer.name}/threshold",
                                                     layer.kernel.dtype)
                         for layer in self._layers}
 
@@ -281,9 +271,9 @@ class SparsePrune(SparseOptimizer):
         new_threshold = (decay * tf.convert_to_tensor(threshold) +
                          (1.0 - decay) * sorted_magnitudes[keep - 1])
         new_mask = tf.cast(magnitudes >= new_threshold, magnitudes.dtype)
-        _assign(threshold, new_threshold)
-        _assign(kernel, kernel * new_mask)
-        _assign(mask, new_mask)
+        mask_ops.assign(threshold, new_threshold)
+        mask_ops.assign(kernel, kernel * new_mask)
+        mask_ops.assign(mask, new_mask)
 
       distribution.extended.update(self._masks[layer.name], prune_layer,
                                    args=(layer.kernel, self._thresholds[layer.name]),

@@ -7,12 +7,16 @@ test knows them exactly), and applies them with the sparse optimizer inside a
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
 
 import rigl
+from rigl import optimizer_slots
 from rigl import sparse_optimizers
 
 LAYER = "layer"
@@ -289,7 +293,7 @@ def test_rigl_new_slots_are_gradient_times_acc_scale(inner):
   new = (harness.mask() == 1) & (mask == 0)
   assert new.any()
   grad = grads[0].numpy()
-  slots = rigl.sparse_optimizer_base.optimizer_slots.slots_of(
+  slots = optimizer_slots.slots_of(
       optimizer.inner_optimizer, optimizer.kernels[LAYER])
   assert len(slots) == (1 if inner == "sgd" else 2)
   for slot in slots:
@@ -417,7 +421,7 @@ def test_invariants_after_many_updates(method):
         assert mask.sum() == counts[name]
       new = (mask == 1) & (old_masks[name] == 0)
       if isinstance(optimizer, rigl.DynamicSparseOptimizer):
-        for slot in rigl.sparse_optimizer_base.optimizer_slots.slots_of(
+        for slot in optimizer_slots.slots_of(
             optimizer.inner_optimizer, optimizer.kernels[name]):
           assert np.all(slot.numpy()[new] == 0)
   expected = optimizer.layer_sparsities
@@ -440,6 +444,34 @@ def test_float64_models(method):
     assert mask.dtype == tf.float64
     assert np.all(optimizer.kernels[name].numpy()[mask.numpy() == 0] == 0)
     assert np.mean(mask.numpy() == 0) >= 0.45
+
+
+@settings(max_examples=12, deadline=None)
+@given(method=st.sampled_from(["set", "static", "momentum", "rigl"]),
+       sparsity=st.floats(0.05, 0.95), drop_fraction=st.floats(0.0, 1.0),
+       frequency=st.integers(1, 3), steps=st.integers(1, 6),
+       inner=st.sampled_from(["momentum", "adam"]), seed=st.integers(0, 1000))
+def test_dynamic_methods_keep_their_invariants(method, sparsity, drop_fraction, frequency,
+                                              steps, inner, seed):
+  """After any updates: counts kept, masked weights zero, slots of new connections 0."""
+  model = dense_model(n_in=6, n_out=7, hidden=5, seed=seed)
+  make = sgd(momentum=0.9) if inner == "momentum" else tf_keras.optimizers.Adam(0.01)
+  optimizer = rigl.create_sparse_optimizer(
+      method, make, model, rigl.SparsityConfig(sparsity, "erdos_renyi"),
+      schedule=schedule(0, 100, frequency, drop_fraction), seed=seed)
+  harness = Harness(model, optimizer, seed=seed)
+  counts = {name: mask.numpy().sum() for name, mask in optimizer.masks.items()}
+  for _ in range(steps):
+    old_masks = {name: mask.numpy() for name, mask in optimizer.masks.items()}
+    harness.step()
+    for name, mask in optimizer.masks.items():
+      mask = mask.numpy()
+      assert mask.sum() == counts[name]
+      assert np.all(optimizer.kernels[name].numpy()[mask == 0] == 0)
+      new = (mask == 1) & (old_masks[name] == 0)
+      for slot in optimizer_slots.slots_of(optimizer.inner_optimizer,
+                                           optimizer.kernels[name]):
+        assert np.all(slot.numpy()[new] == 0)
 
 
 # ----- set-up, checkpoints and errors ---------------------------------------------------
