@@ -19,6 +19,14 @@ def assign(variable: tf.Variable, value: tf.Tensor) -> None:
   variable.assign(tf.cast(value, variable.dtype))
 
 
+def install_mask(mask: tf.Variable, kernel: tf.Variable, new_mask: tf.Tensor,
+                 weights: tf.Tensor | None = None) -> None:
+  """Sets `mask` to `new_mask` and the kernel to `weights` (default: itself) masked."""
+  weights = tf.convert_to_tensor(kernel) if weights is None else weights
+  assign(kernel, weights * new_mask)
+  assign(mask, new_mask)
+
+
 def keep_top(scores: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
   """A 0/1 tensor shaped like `scores` with ones at its `count` largest entries.
 

@@ -156,13 +156,14 @@ class SparseSnip(SparseOptimizer):
 
       def snip_layer(mask, kernel, grad, sparsity=sparsity):
         weights = tf.convert_to_tensor(kernel)
-        new_mask = mask_ops.keep_top_at_sparsity(tf.abs(tf.cast(grad, weights.dtype) * weights), sparsity)
-        mask_ops.assign(kernel, weights * new_mask)
-        mask_ops.assign(mask, new_mask)
+        new_mask = mask_ops.keep_top_at_sparsity(
+            tf.abs(tf.cast(grad, weights.dtype) * weights), sparsity)
+        mask_ops.install_mask(mask, kernel, new_mask, weights)
 
       distribution.extended.update(self._masks[layer.name], snip_layer,
                                    args=(layer.kernel, grad), group=False)
-    distribution.extended.update(self._is_snipped, mask_ops.assign, args=(True,), group=False)
+    distribution.extended.update(self._is_snipped, mask_ops.assign, args=(True,),
+                                 group=False)
     return tf.constant(True)
 
 
@@ -198,8 +199,7 @@ class SparseDNW(SparseOptimizer):
         weights = tf.convert_to_tensor(kernel)
         new_mask = mask_ops.keep_top_at_sparsity(tf.abs(weights), sparsity)
         mask_ops.assign(dense_kernel, weights)
-        mask_ops.assign(kernel, weights * new_mask)
-        mask_ops.assign(mask, new_mask)
+        mask_ops.install_mask(mask, kernel, new_mask, weights)
 
       distribution.extended.update(self._masks[layer.name], select_top,
                                    args=(layer.kernel, self._dense_kernels[layer.name]),
@@ -272,8 +272,7 @@ class SparsePrune(SparseOptimizer):
                          (1.0 - decay) * sorted_magnitudes[keep - 1])
         new_mask = tf.cast(magnitudes >= new_threshold, magnitudes.dtype)
         mask_ops.assign(threshold, new_threshold)
-        mask_ops.assign(kernel, kernel * new_mask)
-        mask_ops.assign(mask, new_mask)
+        mask_ops.install_mask(mask, kernel, new_mask)
 
       distribution.extended.update(self._masks[layer.name], prune_layer,
                                    args=(layer.kernel, self._thresholds[layer.name]),
