@@ -25,6 +25,7 @@ _IDX_UBYTE = 0x08
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
 PIXEL_SCALE = 255.0
+_TFDS_READ_BATCH = 10000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,9 +82,11 @@ def load_tfds(dataset: str, tfds_dir: str | None) -> tuple[Split, Split]:
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   splits = []
   for split in ("train", "test"):
-    images, labels = tfds.as_numpy(tfds.load(dataset, split=split, batch_size=-1,
-                                             as_supervised=True, data_dir=tfds_dir))
-    splits.append(Split(images[..., 0], labels.astype(np.int64)))
+    batches = tfds.load(dataset, split=split, as_supervised=True,
+                        data_dir=tfds_dir).batch(_TFDS_READ_BATCH)
+    images, labels = zip(*tfds.as_numpy(batches))
+    splits.append(Split(np.concatenate(images)[..., 0],
+                        np.concatenate(labels).astype(np.int64)))
   return splits[0], splits[1]
 
 

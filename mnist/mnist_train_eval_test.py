@@ -143,3 +143,25 @@ def test_idx_reader_rejects_wrong_header(tmp_path):
     f.write(struct.pack(">HBBI", 0, 0x0D, 1, 1) + b"\x00\x00\x00\x00")
   with pytest.raises(ValueError, match="labels.gz"):
     data.read_idx(path, 1)
+
+
+def test_tensorflow_datasets_path_with_mock_data(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  with tfds.testing.mock_data(num_examples=BATCH * 3):
+    train, test = data.load("fashion_mnist", data_dir="", tfds_dir=str(tmp_path))
+  assert train.images.shape == (BATCH * 3, 28, 28) and train.images.dtype == np.uint8
+  assert test.labels.dtype == np.int64 and test.labels.max() < 10
+
+
+def test_input_mask_from_a_previous_run(idx_dir, tmp_path):
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  run(idx_dir, tmp_path / "first", training_method="set", end_sparsity=0.995)
+  pixels = mnist_train_eval.read_input_mask(str(tmp_path / "first"))
+  reader = tf.train.load_checkpoint(
+      tf.train.latest_checkpoint(str(tmp_path / "first" / training.CHECKPOINT_DIR)))
+  key = next(k for k in reader.get_variable_to_shape_map() if "_masks/layer1/" in k)
+  np.testing.assert_array_equal(pixels, reader.get_tensor(key).any(axis=1))
+  assert pixels.shape == (784,) and not pixels.all()  # 0.5% density leaves dead pixels.
+  results = run(idx_dir, tmp_path / "second", training_method="set",
+                input_mask_path=str(tmp_path / "first"))
+  assert results["num_epochs"] == 1
