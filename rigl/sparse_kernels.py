@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from rigl import sparsity as sparsity_lib
 from rigl import stateless_random
 
 DEFAULT_LAYER_TYPES = (tf_keras.layers.Conv2D, tf_keras.layers.Dense)
@@ -51,6 +52,5 @@ def find_kernels(model: tf_keras.Model,
 
 def initial_mask(name: str, shape: Sequence[int], sparsity: float, seed: int) -> np.ndarray:
   """A random mask with exactly floor(sparsity * size) zeros, seeded per layer."""
-  from rigl import sparsity as sparsity_lib  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng([int(seed) % 2**31, stateless_random.stable_hash(name)])
   return sparsity_lib.random_mask(shape, sparsity, rng)

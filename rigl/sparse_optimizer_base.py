@@ -85,8 +85,8 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     self._slots = self._no_dependency({})
     self._masks = {}
     for layer in self._layers:
-      self._masks[layer.name] = mask_ops.state_variable(self._initial_mask(layer),
-                                                f"{layer.name}/mask", layer.kernel.dtype)
+      self._masks[layer.name] = mask_ops.state_variable(
+          self._initial_mask(layer), f"{layer.name}/mask", layer.kernel.dtype)
     self._create_state()
     self._apply_masks_eagerly()
 
@@ -345,6 +345,7 @@ class DynamicSparseOptimizer(SparseOptimizer):
     weights = tf.convert_to_tensor(kernel)
     dense_grad = tf.cast(dense_grad, weights.dtype)
     n_ones = tf.reduce_sum(tf.cast(old_mask, tf.int32))
+    # float32 as in the original, so counts match it exactly.
     n_prune = tf.cast(tf.cast(n_ones, tf.float32) * drop_fraction, tf.int32)
     kept = mask_ops.keep_top(self._drop_score(weights, old_mask, seed_fn), n_ones - n_prune)
     grow_score = self._grow_score(weights, old_mask, dense_grad, state, seed_fn)
