@@ -92,12 +92,18 @@ flags.DEFINE_integer("seed", 0, "Seed of weights, masks and data order.")
 
 def sparsity_config(network_type: str, end_sparsity: float, mask_init_method: str,
                     sparsity_scale: float) -> rigl.SparsityConfig:
-  """The original's per-layer rule: fc keeps layer3 dense and thins layer2 less."""
+  """Per-layer rules: fc as the original (layer3 dense, layer2 thinned less).
+
+  LeNet-5 keeps its first convolution (150 weights) and its output layer dense, as the
+  paper keeps the first layer dense under uniform sparsity: a uniform 95% mask leaves
+  conv1 eight weights for six filters, and training then collapses to chance.
+  """
   if network_type == "fc":
     return rigl.SparsityConfig(
         end_sparsity, mask_init_method,
         custom_sparsity_map={"layer2": end_sparsity * sparsity_scale, "layer3": 0.0})
-  return rigl.SparsityConfig(end_sparsity, mask_init_method, last_layer_sparsity=0.0)
+  return rigl.SparsityConfig(end_sparsity, mask_init_method, first_layer_sparsity=0.0,
+                             last_layer_sparsity=0.0)
 
 
 def learning_rate(steps_per_epoch: int):

@@ -98,10 +98,10 @@ def test_refuses_a_different_run_in_the_same_directory(idx_dir, tmp_path):
 def test_lenet5_and_mask_records(idx_dir, tmp_path):
   results = run(idx_dir, tmp_path, training_method="set", network_type="lenet5",
                 mask_record_frequency=2)
-  assert set(results["per_layer_sparsity"]) == {"conv1", "conv2", "fc1", "fc2"}
+  assert set(results["per_layer_sparsity"]) == {"conv2", "fc1", "fc2"}
   with np.load(tmp_path / training.MASK_RECORDS_FILE) as records:
     assert list(records["steps"]) == [2, 4, 6]
-    assert records["conv1"].shape == (3, 5, 5, 1, 6)
+    assert records["conv2"].shape == (3, 5, 5, 6, 16)
 
 
 @pytest.mark.parametrize("damage,error", [("missing", FileNotFoundError),
