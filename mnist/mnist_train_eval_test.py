@@ -165,3 +165,20 @@ def test_input_mask_from_a_previous_run(idx_dir, tmp_path):
   results = run(idx_dir, tmp_path / "second", training_method="set",
                 input_mask_path=str(tmp_path / "first"))
   assert results["num_epochs"] == 1
+
+
+@pytest.mark.parametrize("method", ["scratch", "rigl", "snip"])
+def test_training_flops_follow_the_method(idx_dir, tmp_path, method):
+  results = run(idx_dir, tmp_path, training_method=method, num_epochs=2)
+  f_sparse = results["inference_flops_ratio"]  # Sparse FLOPs over dense FLOPs.
+  calls = 2 * TRAIN_EXAMPLES // BATCH
+  updates = calls - results["steps"]
+  if method == "scratch":
+    expected = f_sparse
+  elif method == "rigl":  # Updates at steps 0, 2, 4, ...: 2 f_S + f_D instead of 3 f_S.
+    assert updates > 0
+    expected = (results["steps"] * 3 * f_sparse + updates * (2 * f_sparse + 1)) / (3 * calls)
+  else:  # The SNIP call is counted at the mean of dense and sparse FLOPs.
+    assert updates == 1
+    expected = ((calls - 1) * f_sparse + (1 + f_sparse) / 2) / calls
+  assert results["training_flops_ratio"] == pytest.approx(expected, rel=1e-9)

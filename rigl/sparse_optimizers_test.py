@@ -581,3 +581,22 @@ def test_dense_baseline_matches_plain_optimizer():
 def test_training_method_registry_covers_the_original_methods():
   assert set(sparse_optimizers.TRAINING_METHODS) == {
       "baseline", "scratch", "set", "static", "momentum", "rigl", "snip", "dnw", "prune"}
+
+
+def test_rigl_update_on_a_convolution_matches_numpy_reference():
+  tf_keras.utils.set_random_seed(4)
+  model = tf_keras.Sequential([tf_keras.Input((6, 6, 3)),
+                               tf_keras.layers.Conv2D(5, 3, name=LAYER),
+                               tf_keras.layers.Flatten()])
+  kernel = model.get_layer(LAYER).kernel
+  values = np.random.default_rng(2).permutation(np.linspace(0.01, 3.0, 3 * 3 * 3 * 5))
+  kernel.assign(values.reshape(3, 3, 3, 5).astype(np.float32))
+  optimizer = rigl.SparseRigL(sgd(), model, rigl.SparsityConfig(0.7),
+                              schedule=schedule(0, 100, 10, 0.4))
+  harness = Harness(model, optimizer)
+  before_kernel, before_mask = harness.kernel(), harness.mask()
+  x = np.random.default_rng(3).standard_normal((4, 6, 6, 3)).astype(np.float32)
+  grads = harness.step(x)
+  expected = _expected_rigl_masks(before_kernel, before_mask, grads[0].numpy(), 0.4)
+  np.testing.assert_array_equal(harness.mask(), expected)
+  assert harness.mask().sum() == before_mask.sum()

@@ -15,6 +15,7 @@ with different settings is refused rather than silently mixing two runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -33,6 +34,9 @@ RUN_CONFIG_FILE = "run_config.json"
 RESULTS_FILE = "results.json"
 MASK_RECORDS_FILE = "mask_records.npz"
 CHECKPOINT_DIR = "checkpoints"
+# Training FLOPs are accounted after the first call of an epoch and then every this
+# many calls, from the masks' FLOPs at both ends of each stretch.
+FLOPS_SAMPLE_CALLS = 100
 
 
 @dataclasses.dataclass
@@ -238,33 +242,41 @@ def train_and_evaluate(model: tf_keras.Model, optimizer: SparseOptimizer,
   def sparse_flops():
     return flops.count(specs, flops.mask_sparsities(optimizer.masks)).flops
 
+  def add_training_flops(sample, calls):
+    """Counts `calls` training calls since `sample` (sparse FLOPs, step) was taken.
+
+    Calls that took no optimizer step changed masks instead (RigL, SNIP); the sparse
+    FLOPs over the stretch are the mean of those at its two ends.
+    """
+    now = (sparse_flops(), int(optimizer.iterations.numpy()))
+    steps = now[1] - sample[1]
+    mean_sparse_flops = (sample[0] + now[0]) / 2
+    cost = functools.partial(flops.step_flops_per_example, config.training_method,
+                             dense_flops, mean_sparse_flops)
+    batch = config.global_batch_size
+    counters.training_flops.assign_add(
+        batch * (steps * cost() + (calls - steps) * cost(is_mask_update=True)))
+    counters.dense_step_flops.assign_add(
+        batch * calls * flops.step_flops_per_example("baseline", dense_flops, dense_flops))
+    return now
+
   start_epoch = int(counters.epoch.numpy())
   test_loss = test_accuracy = float("nan")
   for epoch in range(start_epoch, config.num_epochs):
     epoch_start = time.time()
-    flops_before = sparse_flops()
-    steps_before = int(optimizer.iterations.numpy())
-    calls, loss_sum, examples = 0, 0.0, 0
+    sample = (sparse_flops(), int(optimizer.iterations.numpy()))
+    calls, calls_since_sample, loss_sum, examples = 0, 0, 0.0, 0
     for images, labels in strategy.experimental_distribute_dataset(train_dataset_fn(epoch)):
       loss_sum += float(train_step(images, labels).numpy())
       calls += 1
+      calls_since_sample += 1
       examples += config.global_batch_size
       if recorder.frequency:
         recorder.maybe_record(int(optimizer.iterations.numpy()), optimizer)
-    steps = int(optimizer.iterations.numpy()) - steps_before
-    # Calls that took no optimizer step changed masks instead (RigL, SNIP). FLOPs of
-    # the epoch use the mean of the sparse FLOPs at its start and end.
-    update_calls = calls - steps
-    flops_after = sparse_flops()
-    mean_sparse_flops = (flops_before + flops_after) / 2
-    batch = config.global_batch_size
-    counters.training_flops.assign_add(batch * (
-        steps * flops.step_flops_per_example(config.training_method, dense_flops,
-                                             mean_sparse_flops)
-        + update_calls * flops.step_flops_per_example(
-            config.training_method, dense_flops, mean_sparse_flops, is_mask_update=True)))
-    counters.dense_step_flops.assign_add(
-        batch * calls * flops.step_flops_per_example("baseline", dense_flops, dense_flops))
+      if calls == 1 or calls % FLOPS_SAMPLE_CALLS == 0:
+        sample = add_training_flops(sample, calls_since_sample)
+        calls_since_sample = 0
+    sample = add_training_flops(sample, calls_since_sample)
     test_loss, test_accuracy = evaluate()
     counters.epoch.assign(epoch + 1)
     counters.wall_time_s.assign_add(time.time() - epoch_start)
@@ -273,7 +285,7 @@ def train_and_evaluate(model: tf_keras.Model, optimizer: SparseOptimizer,
     train_loss = loss_sum / max(examples, 1)
     if writers:
       _write_summaries(writers, optimizer, step, train_loss, test_loss, test_accuracy,
-                       global_sparsity, per_layer, flops_after,
+                       global_sparsity, per_layer, sample[0],
                        float(counters.training_flops.numpy()))
     if manager:
       manager.save(checkpoint_number=epoch + 1)
