@@ -27,6 +27,7 @@ import tensorflow as tf
 import tf_keras
 
 from rigl import flops
+from rigl import sparse_kernels
 from rigl.sparse_optimizer_base import DynamicSparseOptimizer
 from rigl.sparse_optimizer_base import SparseOptimizer
 
@@ -98,13 +99,7 @@ def l2_penalty(kernels) -> tf.Tensor:
 
 def model_kernels(model: tf_keras.Model) -> list[tf.Variable]:
   """Conv and dense kernels (not depthwise kernels, biases or BN), for L2."""
-  kernels = []
-  for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
-    if isinstance(layer, tf_keras.layers.DepthwiseConv2D):
-      continue
-    if isinstance(layer, (tf_keras.layers.Conv2D, tf_keras.layers.Dense)):
-      kernels.append(layer.kernel)
-  return kernels
+  return [layer.kernel for layer in sparse_kernels.find_kernels(model)]
 
 
 def _mask_image(mask: np.ndarray) -> np.ndarray:
