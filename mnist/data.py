@@ -102,11 +102,16 @@ def load(dataset: str, data_dir: str = "", tfds_dir: str | None = None
 
 
 def to_dataset(split: Split, batch_size: int, flatten: bool, shuffle_seed: int | None,
-               input_mask: np.ndarray | None = None) -> tf.data.Dataset:
+               input_mask: np.ndarray | None = None,
+               context: tf.distribute.InputContext | None = None,
+               skip_batches: int = 0) -> tf.data.Dataset:
   """Batches of float images in [0, 1] (flattened for the FC network) and labels.
 
   `shuffle_seed` None keeps the order (evaluation); the last partial batch is kept
-  for evaluation and dropped for training, so every step has a full batch.
+  for evaluation and dropped for training, so every step has a full batch. With an
+  input `context` the examples are sharded over its input pipelines (after the
+  shuffle, which every pipeline does with the same seed) and `batch_size` is per
+  replica; the first `skip_batches` batches are left out.
   """
   images = split.images.astype(np.float32) / PIXEL_SCALE
   images = images.reshape(len(images), -1) if flatten else images[..., np.newaxis]
@@ -115,5 +120,7 @@ def to_dataset(split: Split, batch_size: int, flatten: bool, shuffle_seed: int |
   dataset = tf.data.Dataset.from_tensor_slices((images, split.labels))
   if shuffle_seed is not None:
     dataset = dataset.shuffle(len(images), seed=shuffle_seed)
-  return dataset.batch(batch_size, drop_remainder=shuffle_seed is not None).prefetch(
-      tf.data.AUTOTUNE)
+  if context and context.num_input_pipelines > 1:
+    dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
+  dataset = dataset.batch(batch_size, drop_remainder=shuffle_seed is not None)
+  return dataset.skip(skip_batches).prefetch(tf.data.AUTOTUNE)

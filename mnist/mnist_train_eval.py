@@ -8,7 +8,7 @@ files that Debian's `dataset-fashion-mnist` package installs:
       --data_dir=/usr/share/datasets/fashion-mnist --training_method=rigl \
       --end_sparsity=0.98 --num_epochs=20 --save_path=/tmp/mnist_rigl
 
-Re-running the same command resumes from the last epoch's checkpoint.
+Re-running the same command resumes from the last checkpoint (one per epoch).
 """
 
 from __future__ import annotations
@@ -130,8 +130,7 @@ def inner_optimizer(steps_per_epoch: int) -> tf_keras.optimizers.Optimizer:
 
 def read_input_mask(path: str) -> np.ndarray:
   """Input pixels that layer1 of a saved run still uses (any outgoing connection)."""
-  checkpoint = tf.train.latest_checkpoint(os.path.join(path, training.CHECKPOINT_DIR))
-  checkpoint = checkpoint or tf.train.latest_checkpoint(path) or path
+  checkpoint = tf.train.latest_checkpoint(path) or path
   reader = tf.train.load_checkpoint(checkpoint)
   keys = [key for key in reader.get_variable_to_shape_map()
           if "_masks/layer1/" in key and "OPTIMIZER_SLOT" not in key]
@@ -172,9 +171,13 @@ def run() -> dict[str, object]:
       pruning_end_step=FLAGS.prune_end_step, pruning_frequency=FLAGS.pruning_frequency,
       threshold_decay=FLAGS.threshold_decay, seed=FLAGS.seed)
 
-  def train_dataset(epoch: int) -> tf.data.Dataset:
-    return data.to_dataset(train_split, FLAGS.batch_size, flatten, FLAGS.seed + epoch,
-                           input_mask)
+  def train_input(epoch: int, skip: int, context: tf.distribute.InputContext):
+    return data.to_dataset(train_split, context.get_per_replica_batch_size(FLAGS.batch_size),
+                           flatten, FLAGS.seed + epoch, input_mask, context, skip)
+
+  def eval_input(context: tf.distribute.InputContext):
+    return data.to_dataset(test_split, context.get_per_replica_batch_size(FLAGS.batch_size),
+                           flatten, None, input_mask, context)
 
   def extra_results():
     results = {"training_method": FLAGS.training_method,
@@ -188,15 +191,13 @@ def run() -> dict[str, object]:
     return results
 
   config = training.RunConfig(
-      num_epochs=FLAGS.num_epochs, global_batch_size=FLAGS.batch_size,
-      training_method=FLAGS.training_method,
+      train_steps=FLAGS.num_epochs * steps_per_epoch, global_batch_size=FLAGS.batch_size,
+      steps_per_epoch=steps_per_epoch, training_method=FLAGS.training_method,
       save_path=FLAGS.save_path, identity=run_identity(), l2_scale=FLAGS.l2_scale,
       save_checkpoints=FLAGS.save_model,
       mask_record_frequency=FLAGS.mask_record_frequency)
-  results = training.train_and_evaluate(
-      model, optimizer, train_dataset,
-      data.to_dataset(test_split, FLAGS.batch_size, flatten, None, input_mask), config,
-      extra_results=extra_results)
+  results = training.train_and_evaluate(model, optimizer, train_input, eval_input, config,
+                                        extra_results=extra_results)
   print(f"test_accuracy {results['test_accuracy']:.4f}  "
         f"global_sparsity {results['global_sparsity']:.4f}  "
         f"training_flops_ratio {results['training_flops_ratio']:.3f}")

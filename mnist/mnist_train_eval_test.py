@@ -66,10 +66,11 @@ def test_trains_and_writes_results(idx_dir, tmp_path, method):
   results = run(idx_dir, tmp_path, training_method=method, num_epochs=2)
   on_disk = json.loads((tmp_path / training.RESULTS_FILE).read_text())
   for key in ("test_accuracy", "test_loss", "per_layer_sparsity", "global_sparsity",
-              "inference_flops", "training_flops_ratio", "num_epochs", "wall_time_s",
+              "inference_flops", "training_flops_ratio", "step", "epochs", "wall_time_s",
               "compressed_shapes"):
     assert key in on_disk
-  assert on_disk["num_epochs"] == 2 and results["test_accuracy"] == on_disk["test_accuracy"]
+  assert on_disk["step"] == 2 * TRAIN_EXAMPLES // BATCH
+  assert results["test_accuracy"] == on_disk["test_accuracy"]
   if method == "baseline":
     assert on_disk["per_layer_sparsity"] == {} and on_disk["training_flops_ratio"] == 1.0
   else:
@@ -84,7 +85,7 @@ def test_resume_continues_exactly(idx_dir, tmp_path):
   straight = run(idx_dir, tmp_path / "straight", training_method="rigl", num_epochs=2)
   run(idx_dir, tmp_path / "resumed", training_method="rigl", num_epochs=1)
   resumed = run(idx_dir, tmp_path / "resumed", training_method="rigl", num_epochs=2)
-  for key in ("test_accuracy", "test_loss", "steps", "per_layer_sparsity",
+  for key in ("test_accuracy", "test_loss", "step", "batches", "per_layer_sparsity",
               "training_flops"):
     assert resumed[key] == straight[key], key
 
@@ -133,7 +134,7 @@ def test_runs_as_script_and_as_module(idx_dir, tmp_path, command):
                  f"--save_path={tmp_path}"],
       cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
-  assert "epoch 1/1" in result.stdout
+  assert f"step {TRAIN_EXAMPLES // BATCH}/{TRAIN_EXAMPLES // BATCH}" in result.stdout
   assert (tmp_path / training.RESULTS_FILE).exists()
 
 
@@ -158,26 +159,26 @@ def test_input_mask_from_a_previous_run(idx_dir, tmp_path):
   run(idx_dir, tmp_path / "first", training_method="set", end_sparsity=0.995)
   pixels = mnist_train_eval.read_input_mask(str(tmp_path / "first"))
   reader = tf.train.load_checkpoint(
-      tf.train.latest_checkpoint(str(tmp_path / "first" / training.CHECKPOINT_DIR)))
+      tf.train.latest_checkpoint(str(tmp_path / "first")))
   key = next(k for k in reader.get_variable_to_shape_map() if "_masks/layer1/" in k)
   np.testing.assert_array_equal(pixels, reader.get_tensor(key).any(axis=1))
   assert pixels.shape == (784,) and not pixels.all()  # 0.5% density leaves dead pixels.
   results = run(idx_dir, tmp_path / "second", training_method="set",
                 input_mask_path=str(tmp_path / "first"))
-  assert results["num_epochs"] == 1
+  assert results["step"] == TRAIN_EXAMPLES // BATCH
 
 
 @pytest.mark.parametrize("method", ["scratch", "rigl", "snip"])
 def test_training_flops_follow_the_method(idx_dir, tmp_path, method):
   results = run(idx_dir, tmp_path, training_method=method, num_epochs=2)
   f_sparse = results["inference_flops_ratio"]  # Sparse FLOPs over dense FLOPs.
-  calls = 2 * TRAIN_EXAMPLES // BATCH
-  updates = calls - results["steps"]
+  calls = results["batches"]
+  updates = calls - results["step"]
   if method == "scratch":
     expected = f_sparse
   elif method == "rigl":  # Updates at steps 0, 2, 4, ...: 2 f_S + f_D instead of 3 f_S.
     assert updates > 0
-    expected = (results["steps"] * 3 * f_sparse + updates * (2 * f_sparse + 1)) / (3 * calls)
+    expected = (results["step"] * 3 * f_sparse + updates * (2 * f_sparse + 1)) / (3 * calls)
   else:  # The SNIP call is counted at the mean of dense and sparse FLOPs.
     assert updates == 1
     expected = ((calls - 1) * f_sparse + (1 + f_sparse) / 2) / calls

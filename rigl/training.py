@@ -1,12 +1,23 @@
 """The train/eval loop every training script shares.
 
-`train_and_evaluate` trains a Keras model with a sparse optimizer for a number of epochs
-under a `tf.distribute` strategy, evaluates on the full evaluation set after every
-epoch, writes TensorBoard summaries (loss, accuracy, learning rate, drop fraction,
-global and per-layer sparsity, inference and cumulative training FLOPs, mask images),
-prints one progress line per epoch, checkpoints model, optimizer (masks, schedule state,
-slots, step) and its own counters every epoch, resumes from the latest checkpoint, and
-finally writes `results.json`.
+`Trainer` trains a Keras model with a sparse optimizer under any `tf.distribute`
+strategy, step by step up to a global step, and evaluates it on a full evaluation set
+(top-1, top-5, cross-entropy, regularisation loss, per-layer sparsity). It writes
+TensorBoard summaries (loss, learning rate, throughput, drop fraction, sparsity,
+inference and cumulative training FLOPs, mask images), prints progress lines,
+checkpoints model, optimizer (masks, schedule state, slots, step) and its own counters
+as `model.ckpt-<step>` in the run directory, resumes from the latest checkpoint, and
+writes `results.json` after every evaluation.
+
+The scripts compose it: `train_and_evaluate` alternates training and evaluation (the
+modes `train`, `train_and_eval`), `evaluate_checkpoints` follows a training job's
+checkpoints (`eval`), and `Trainer.restore` + `Trainer.evaluate` serve `eval_once`.
+
+Input functions get a `tf.distribute.InputContext` and return per-replica batches
+(`distribute_datasets_from_function`), so multi-worker jobs read their own shard. The
+training input function also gets the epoch and the number of its batches already
+trained on, so that a resumed run continues with exactly the batches it would have
+seen.
 
 A run directory records the settings that define the run (`run_config.json`); resuming
 with different settings is refused rather than silently mixing two runs.
@@ -20,7 +31,7 @@ import json
 import os
 import pathlib
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -28,49 +39,87 @@ import tf_keras
 
 from rigl import flops
 from rigl import sparse_kernels
-from rigl.sparse_optimizer_base import DynamicSparseOptimizer
+from rigl import summaries
 from rigl.sparse_optimizer_base import SparseOptimizer
 
 RUN_CONFIG_FILE = "run_config.json"
 RESULTS_FILE = "results.json"
 MASK_RECORDS_FILE = "mask_records.npz"
-CHECKPOINT_DIR = "checkpoints"
-# Training FLOPs are accounted after the first call of an epoch and then every this
-# many calls, from the masks' FLOPs at both ends of each stretch.
+CHECKPOINT_NAME = "model.ckpt"
+EXPORT_DIR = "export"
+# Training FLOPs are accounted after the first call of a training stretch and then
+# every this many calls, from the masks' FLOPs at both ends of each stretch.
 FLOPS_SAMPLE_CALLS = 100
+TOP_K = 5
+
+# (epoch, batches to skip, input context) -> per-replica batches of (inputs, labels)
+# of that epoch (or an endless stream) for this input pipeline, without its first
+# `skip` batches (the pipeline's share of the global batches already trained on).
+TrainInputFn = Callable[[int, int, tf.distribute.InputContext], tf.data.Dataset]
+# input context -> per-replica batches of the whole evaluation set.
+EvalInputFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 
 
 @dataclasses.dataclass
 class RunConfig:
-  """How long to train and where to keep the run.
+  """How long to train, what to optimise and where to keep the run.
 
   Attributes:
-    num_epochs: passes over the training data.
-    global_batch_size: examples per step over all replicas.
+    train_steps: the global step at which training ends.
+    global_batch_size: training examples per step over all replicas.
+    steps_per_epoch: batches in one pass over the training data.
     training_method: the method's flag value, for FLOPs accounting.
+    steps_per_eval: training steps between evaluations (0: one epoch).
+    steps_per_checkpoint: steps between checkpoints (0: at every evaluation).
+    summary_steps: steps between progress lines and training summaries (0: at every
+      evaluation).
     save_path: run directory; empty keeps nothing on disk.
     identity: the settings that define the run; a resumed run must match them.
     l2_scale: L2 penalty l2_scale * sum(w^2) / 2 on every conv and dense kernel.
-    save_checkpoints: checkpoint every epoch and resume from the latest checkpoint.
+    label_smoothing: targets (1 - s) * one_hot + s / num_classes in the training loss.
+    save_checkpoints: write checkpoints and resume from the latest one.
     keep_checkpoint_max: checkpoints kept (0 keeps all).
     mask_record_frequency: record the masks every this many steps (0: never).
+    mask_images: write every mask as an image at each evaluation.
+    per_class_metrics: report per-class precision and recall at 1.
+    eval_batch_statistics: evaluate with batch statistics in BN (moving statistics
+      are left untouched).
+    jit_compile: compile each replica's forward and backward pass with XLA.
     log: where progress lines go.
   """
-  num_epochs: int
+  train_steps: int
   global_batch_size: int
+  steps_per_epoch: int
   training_method: str
+  steps_per_eval: int = 0
+  steps_per_checkpoint: int = 0
+  summary_steps: int = 0
   save_path: str = ""
   identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   l2_scale: float = 0.0
+  label_smoothing: float = 0.0
   save_checkpoints: bool = True
   keep_checkpoint_max: int = 5
   mask_record_frequency: int = 0
+  mask_images: bool = True
+  per_class_metrics: bool = False
+  eval_batch_statistics: bool = False
+  jit_compile: bool = False
   log: Callable[[str], None] = print
+
+  def __post_init__(self):
+    for name in ("train_steps", "global_batch_size", "steps_per_epoch"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"`{name}` must be positive; got {getattr(self, name)}.")
+    self.steps_per_eval = self.steps_per_eval or self.steps_per_epoch
+    self.steps_per_checkpoint = self.steps_per_checkpoint or self.steps_per_eval
 
 
 def check_run_directory(save_path: str, identity: Mapping[str, Any]) -> None:
   """Records `identity` in a new run directory, or checks it against an existing one."""
   path = pathlib.Path(save_path) / RUN_CONFIG_FILE
+  if path.parent.exists() and not path.parent.is_dir():
+    raise ValueError(f"The run directory {save_path} is a file.")
   identity = json.loads(json.dumps(dict(identity)))
   if path.exists():
     recorded = json.loads(path.read_text())
@@ -80,13 +129,14 @@ def check_run_directory(save_path: str, identity: Mapping[str, Any]) -> None:
       details = ", ".join(f"{key}: {recorded.get(key)!r} there, {identity.get(key)!r} now"
                           for key in differences)
       raise ValueError(f"{save_path} holds a different run ({details}); use another "
-                       "--save_path or delete it.")
+                       "run directory or delete it.")
     return
   path.parent.mkdir(parents=True, exist_ok=True)
-  _write_json_atomically(path, identity)
+  write_json_atomically(path, identity)
 
 
-def _write_json_atomically(path: pathlib.Path, values: Mapping[str, Any]) -> None:
+def write_json_atomically(path: pathlib.Path, values: Mapping[str, Any]) -> None:
+  """Writes JSON through a temporary file, so a reader never sees half a file."""
   temporary = path.with_suffix(".tmp")
   temporary.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
   os.replace(temporary, path)
@@ -94,7 +144,7 @@ def _write_json_atomically(path: pathlib.Path, values: Mapping[str, Any]) -> Non
 
 def l2_penalty(kernels) -> tf.Tensor:
   """sum(w^2) / 2 over `kernels` (TF1's l2_regularizer without its scale)."""
-  return tf.add_n([tf.nn.l2_loss(kernel) for kernel in kernels])
+  return tf.add_n([tf.nn.l2_loss(tf.cast(kernel, tf.float32)) for kernel in kernels])
 
 
 def model_kernels(model: tf_keras.Model) -> list[tf.Variable]:
@@ -102,10 +152,17 @@ def model_kernels(model: tf_keras.Model) -> list[tf.Variable]:
   return [layer.kernel for layer in sparse_kernels.find_kernels(model)]
 
 
-def _mask_image(mask: np.ndarray) -> np.ndarray:
-  """A [1, rows, cols, 1] image of a mask: conv kernels as (k*k*in) x out."""
-  matrix = mask.reshape(-1, mask.shape[-1])
-  return matrix[np.newaxis, :, :, np.newaxis].astype(np.float32)
+def sparsity_report(model: tf_keras.Model,
+                    optimizer: SparseOptimizer) -> tuple[float, dict[str, float]]:
+  """Global sparsity over all conv/dense kernels, and each masked layer's."""
+  per_layer = {name: float(np.mean(mask.numpy() == 0))
+               for name, mask in optimizer.masks.items()}
+  zeros = total = 0
+  for kernel in model_kernels(model):
+    values = kernel.numpy()
+    zeros += int(np.sum(values == 0))
+    total += values.size
+  return zeros / total, per_layer
 
 
 class _Counters(tf.Module):
@@ -113,7 +170,9 @@ class _Counters(tf.Module):
 
   def __init__(self):
     super().__init__()
-    self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # Batches drawn from the training input; more than steps for methods whose
+    # mask-update calls take no optimizer step (RigL, SNIP).
+    self.batches = tf.Variable(0, dtype=tf.int64, trainable=False)
     self.training_flops = tf.Variable(0.0, dtype=tf.float64, trainable=False)
     self.dense_step_flops = tf.Variable(0.0, dtype=tf.float64, trainable=False)
     self.wall_time_s = tf.Variable(0.0, dtype=tf.float64, trainable=False)
@@ -148,212 +207,369 @@ class _MaskRecorder:
       os.replace(temporary, self.path)
 
 
-def train_and_evaluate(model: tf_keras.Model, optimizer: SparseOptimizer,
-                       train_dataset_fn: Callable[[int], tf.data.Dataset],
-                       eval_dataset: tf.data.Dataset, config: RunConfig, *,
-                       strategy: tf.distribute.Strategy | None = None,
-                       extra_results: Callable[[], Mapping[str, Any]] | None = None
-                       ) -> dict[str, Any]:
-  """Trains, evaluates after every epoch, checkpoints, and returns the results.
+class Trainer:
+  """Trains and evaluates one model with one sparse optimizer (see module docstring).
 
   Args:
     model, optimizer: built under `strategy.scope()`; the model outputs logits.
-    train_dataset_fn: the training batches of an epoch (global batches), given the
-      epoch index, so that a resumed run sees the same data order.
-    eval_dataset: the evaluation batches (global batches), iterated fully.
-    config: run length, directory and settings.
+    config: run length, loss, directory and reporting settings.
     strategy: the distribution strategy (default: the current one).
-    extra_results: more entries for `results.json`, computed after training.
   """
-  strategy = strategy or tf.distribute.get_strategy()
-  save_path = pathlib.Path(config.save_path) if config.save_path else None
-  if save_path:
-    check_run_directory(config.save_path, config.identity)
-  counters = _Counters()
-  with strategy.scope():
-    optimizer.build(model.trainable_variables)  # Slots exist before a restore.
-  manager = None
-  if save_path and config.save_checkpoints:
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, counters=counters)
-    manager = tf.train.CheckpointManager(
-        checkpoint, str(save_path / CHECKPOINT_DIR),
-        max_to_keep=config.keep_checkpoint_max or None)
-    if manager.latest_checkpoint:
-      checkpoint.restore(manager.latest_checkpoint).expect_partial()
-      config.log(f"Resumed from {manager.latest_checkpoint} at epoch "
-                 f"{int(counters.epoch.numpy())}, step {int(optimizer.iterations.numpy())}.")
-  writers = {}
-  if save_path:
-    writers = {split: tf.summary.create_file_writer(str(save_path / split))
-               for split in ("train", "eval")}
-  recorder = _MaskRecorder(save_path / MASK_RECORDS_FILE if save_path else pathlib.Path(),
-                           config.mask_record_frequency if save_path else 0)
 
-  specs = flops.layer_specs(model)
-  dense_flops = flops.count(specs, {}).flops
-  kernels = model_kernels(model)
-  loss_object = tf_keras.losses.SparseCategoricalCrossentropy(
-      from_logits=True, reduction=tf_keras.losses.Reduction.NONE)
+  def __init__(self, model: tf_keras.Model, optimizer: SparseOptimizer,
+               config: RunConfig, strategy: tf.distribute.Strategy | None = None):
+    self.model, self.optimizer, self.config = model, optimizer, config
+    self.strategy = strategy or tf.distribute.get_strategy()
+    self.save_path = pathlib.Path(config.save_path) if config.save_path else None
+    if self.save_path:
+      check_run_directory(config.save_path, config.identity)
+    with self.strategy.scope():
+      self.counters = _Counters()
+      optimizer.build(model.trainable_variables)  # Slots exist before a restore.
+    self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                          counters=self.counters)
+    self.manager = None
+    if self.save_path and config.save_checkpoints:
+      self.manager = tf.train.CheckpointManager(
+          self.checkpoint, str(self.save_path), max_to_keep=config.keep_checkpoint_max or None,
+          checkpoint_name=CHECKPOINT_NAME)
+    self._last_saved_step = -1
+    self._writers: dict[str, tf.summary.SummaryWriter] = {}
+    self._recorder = _MaskRecorder(
+        self.save_path / MASK_RECORDS_FILE if self.save_path else pathlib.Path(),
+        config.mask_record_frequency if self.save_path else 0)
+    self._specs = flops.layer_specs(model)
+    self.dense_flops = flops.count(self._specs, {}).flops
+    self._kernels = model_kernels(model)
+    self._train_step = self._make_train_step()
+    self._eval_step = self._make_eval_step()
 
-  def replica_train_step(images, labels):
-    with tf.GradientTape() as tape:
-      logits = model(images, training=True)
-      per_example = loss_object(labels, logits)
-      loss = tf.nn.compute_average_loss(per_example,
-                                        global_batch_size=config.global_batch_size)
-      if config.l2_scale:
-        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-        loss += config.l2_scale * l2_penalty(kernels) / tf.cast(replicas, loss.dtype)
-    grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
-    return tf.reduce_sum(per_example)
+  # ----- state ------------------------------------------------------------------------
 
-  def replica_eval_step(images, labels):
-    logits = model(images, training=False)
-    per_example = loss_object(labels, logits)
-    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=tf.int64),
-                               tf.cast(labels, tf.int64)), tf.float32)
-    return (tf.reduce_sum(per_example), tf.reduce_sum(correct),
-            tf.cast(tf.size(correct), tf.float32))
+  @property
+  def step(self) -> int:
+    return int(self.optimizer.iterations.numpy())
 
-  @tf.function
-  def train_step(images, labels):
-    loss_sum = strategy.run(replica_train_step, args=(images, labels))
-    return strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None)
+  def restore_latest(self) -> bool:
+    """Resumes from the run directory's latest checkpoint, if there is one."""
+    if not self.manager or not self.manager.latest_checkpoint:
+      return False
+    self.restore(self.manager.latest_checkpoint)
+    self.config.log(f"Resumed from {self.manager.latest_checkpoint} at step {self.step}.")
+    return True
 
-  @tf.function
-  def eval_step(images, labels):
-    sums = strategy.run(replica_eval_step, args=(images, labels))
-    return [strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
-            for value in sums]
+  def restore(self, path: str) -> None:
+    """Restores model, optimizer and counters from a checkpoint of this loop."""
+    self.checkpoint.restore(path).expect_partial()
 
-  def evaluate():
-    totals = np.zeros(3)
-    for images, labels in strategy.experimental_distribute_dataset(eval_dataset):
-      totals += [value.numpy() for value in eval_step(images, labels)]
-    loss_sum, correct, count = totals
-    return loss_sum / count, correct / count
+  def save(self) -> None:
+    """Checkpoints the current state as `model.ckpt-<step>` (and the mask records)."""
+    if self.manager:
+      self._last_saved_step = self.step
+      self.manager.save(checkpoint_number=self._last_saved_step)
+      self._recorder.save()
 
-  def sparse_flops():
-    return flops.count(specs, flops.mask_sparsities(optimizer.masks)).flops
+  def export(self, directory: str | None = None) -> str:
+    """Writes the model as a SavedModel (masked weights are zeros in its kernels)."""
+    directory = directory or str(self.save_path / EXPORT_DIR / str(self.step))
+    tf.saved_model.save(self.model, directory)
+    return directory
 
-  def add_training_flops(sample, calls):
+  def _writer(self, split: str) -> tf.summary.SummaryWriter | None:
+    if not self.save_path:
+      return None
+    if split not in self._writers:
+      self._writers[split] = tf.summary.create_file_writer(str(self.save_path / split))
+    return self._writers[split]
+
+  # ----- compiled steps ---------------------------------------------------------------
+
+  def _make_train_step(self):
+    config, model, optimizer = self.config, self.model, self.optimizer
+    loss_object = tf_keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=config.label_smoothing,
+        reduction=tf_keras.losses.Reduction.NONE)
+
+    def loss_and_gradients(images, labels):
+      with tf.GradientTape() as tape:
+        logits = tf.cast(model(images, training=True), tf.float32)
+        one_hot = tf.one_hot(tf.cast(labels, tf.int32), tf.shape(logits)[-1])
+        per_example = loss_object(one_hot, logits)
+        loss = tf.nn.compute_average_loss(per_example,
+                                          global_batch_size=config.global_batch_size)
+        if config.l2_scale:
+          replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+          loss += config.l2_scale * l2_penalty(self._kernels) / tf.cast(replicas,
+                                                                         loss.dtype)
+      return tf.reduce_sum(per_example), tape.gradient(loss, model.trainable_variables)
+
+    if config.jit_compile:
+      loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
+
+    def replica_step(images, labels):
+      loss_sum, grads = loss_and_gradients(images, labels)
+      optimizer.apply_gradients(zip(grads, model.trainable_variables))
+      return loss_sum
+
+    @tf.function
+    def train_step(images, labels):
+      loss_sum = self.strategy.run(replica_step, args=(images, labels))
+      return self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None)
+
+    return train_step
+
+  def _make_eval_step(self):
+    model, config = self.model, self.config
+
+    def replica_step(images, labels):
+      logits = tf.cast(model(images, training=config.eval_batch_statistics), tf.float32)
+      labels = tf.cast(labels, tf.int32)
+      cross_entropy = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+      top_1 = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
+      k = min(TOP_K, logits.shape[-1])
+      top_k = tf.math.in_top_k(labels, logits, k)
+      sums = {"cross_entropy": tf.reduce_sum(cross_entropy),
+              "top_1": tf.reduce_sum(tf.cast(top_1, tf.float32)),
+              "top_5": tf.reduce_sum(tf.cast(top_k, tf.float32)),
+              "count": tf.cast(tf.size(labels), tf.float32)}
+      if config.per_class_metrics:
+        sums["confusion"] = tf.math.confusion_matrix(
+            labels, tf.argmax(logits, -1), num_classes=logits.shape[-1], dtype=tf.float32)
+      return sums
+
+    @tf.function
+    def eval_step(images, labels):
+      sums = self.strategy.run(replica_step, args=(images, labels))
+      return {key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+              for key, value in sums.items()}
+
+    return eval_step
+
+  # ----- training ---------------------------------------------------------------------
+
+  def _train_batches(self, input_fn: TrainInputFn) -> Iterator:
+    """Distributed training batches from where the run stands, epoch after epoch."""
+    epoch, skip = divmod(int(self.counters.batches.numpy()), self.config.steps_per_epoch)
+    while True:
+      dataset = self.strategy.distribute_datasets_from_function(
+          functools.partial(_epoch_input, input_fn, epoch, skip,
+                            self.config.steps_per_epoch - skip))
+      yield from dataset
+      epoch, skip = epoch + 1, 0
+
+  def _sparse_flops(self) -> float:
+    return flops.count(self._specs, flops.mask_sparsities(self.optimizer.masks)).flops
+
+  def _add_training_flops(self, sample: tuple[float, int], calls: int
+                          ) -> tuple[float, int]:
     """Counts `calls` training calls since `sample` (sparse FLOPs, step) was taken.
 
     Calls that took no optimizer step changed masks instead (RigL, SNIP); the sparse
     FLOPs over the stretch are the mean of those at its two ends.
     """
-    now = (sparse_flops(), int(optimizer.iterations.numpy()))
+    now = (self._sparse_flops(), self.step)
     steps = now[1] - sample[1]
-    mean_sparse_flops = (sample[0] + now[0]) / 2
-    cost = functools.partial(flops.step_flops_per_example, config.training_method,
-                             dense_flops, mean_sparse_flops)
-    batch = config.global_batch_size
-    counters.training_flops.assign_add(
+    cost = functools.partial(flops.step_flops_per_example, self.config.training_method,
+                             self.dense_flops, (sample[0] + now[0]) / 2)
+    batch = self.config.global_batch_size
+    self.counters.training_flops.assign_add(
         batch * (steps * cost() + (calls - steps) * cost(is_mask_update=True)))
-    counters.dense_step_flops.assign_add(
-        batch * calls * flops.step_flops_per_example("baseline", dense_flops, dense_flops))
+    self.counters.dense_step_flops.assign_add(batch * calls * flops.step_flops_per_example(
+        "baseline", self.dense_flops, self.dense_flops))
     return now
 
-  start_epoch = int(counters.epoch.numpy())
-  test_loss = test_accuracy = float("nan")
-  for epoch in range(start_epoch, config.num_epochs):
-    epoch_start = time.time()
-    sample = (sparse_flops(), int(optimizer.iterations.numpy()))
-    calls, calls_since_sample, loss_sum, examples = 0, 0, 0.0, 0
-    for images, labels in strategy.experimental_distribute_dataset(train_dataset_fn(epoch)):
-      loss_sum += float(train_step(images, labels).numpy())
-      calls += 1
+  def train(self, input_fn: TrainInputFn, until_step: int) -> None:
+    """Trains until the optimizer has taken `until_step` steps."""
+    config = self.config
+    if self.step >= until_step:
+      return
+    batches = self._train_batches(input_fn)
+    sample = (self._sparse_flops(), self.step)
+    calls_since_sample = 0
+    window = _ProgressWindow(self.step)
+    stretch_start = time.time()
+    while self.step < until_step:
+      loss_sum = self._train_step(*next(batches))
+      self.counters.batches.assign_add(1)
       calls_since_sample += 1
-      examples += config.global_batch_size
-      if recorder.frequency:
-        recorder.maybe_record(int(optimizer.iterations.numpy()), optimizer)
-      if calls == 1 or calls % FLOPS_SAMPLE_CALLS == 0:
-        sample = add_training_flops(sample, calls_since_sample)
+      window.add(loss_sum, config.global_batch_size)
+      step = self.step
+      self._recorder.maybe_record(step, self.optimizer)
+      if calls_since_sample == FLOPS_SAMPLE_CALLS or window.calls == 1:
+        sample = self._add_training_flops(sample, calls_since_sample)
         calls_since_sample = 0
-    sample = add_training_flops(sample, calls_since_sample)
-    test_loss, test_accuracy = evaluate()
-    counters.epoch.assign(epoch + 1)
-    counters.wall_time_s.assign_add(time.time() - epoch_start)
-    step = int(optimizer.iterations.numpy())
-    global_sparsity, per_layer = sparsity_report(model, optimizer)
-    train_loss = loss_sum / max(examples, 1)
-    if writers:
-      _write_summaries(writers, optimizer, step, train_loss, test_loss, test_accuracy,
-                       global_sparsity, per_layer, sample[0],
-                       float(counters.training_flops.numpy()))
-    if manager:
-      manager.save(checkpoint_number=epoch + 1)
-      recorder.save()
-    config.log(f"epoch {epoch + 1}/{config.num_epochs}  step {step}  "
-               f"train_loss {train_loss:.4f}  test_loss {test_loss:.4f}  "
-               f"test_accuracy {test_accuracy:.4f}  sparsity {global_sparsity:.4f}  "
-               f"train_flops {float(counters.training_flops.numpy()):.3e}  "
-               f"({time.time() - epoch_start:.1f} s)")
+      if config.summary_steps and step % config.summary_steps == 0 and window.steps(step):
+        self._report_progress(window, step)
+        window = _ProgressWindow(step)
+      if (0 < step < until_step and step % config.steps_per_checkpoint == 0
+          and step != self._last_saved_step):
+        self._checkpoint_now(stretch_start)
+        stretch_start = time.time()
+    self._add_training_flops(sample, calls_since_sample)
+    if window.calls:
+      self._report_progress(window, self.step)
+    self._checkpoint_now(stretch_start)
 
-  if start_epoch >= config.num_epochs:
-    test_loss, test_accuracy = evaluate()
-  global_sparsity, per_layer = sparsity_report(model, optimizer)
-  dense_step_flops = float(counters.dense_step_flops.numpy())
-  results = {
-      "test_accuracy": float(test_accuracy),
-      "test_loss": float(test_loss),
-      "global_sparsity": global_sparsity,
-      "per_layer_sparsity": per_layer,
-      "inference_flops": sparse_flops(),
-      "inference_flops_ratio": sparse_flops() / dense_flops,
-      "training_flops": float(counters.training_flops.numpy()),
-      # Relative to dense training on the same number of batches.
-      "training_flops_ratio": (float(counters.training_flops.numpy()) / dense_step_flops
-                               if dense_step_flops else float("nan")),
-      "num_epochs": int(counters.epoch.numpy()),
-      "steps": int(optimizer.iterations.numpy()),
-      "wall_time_s": float(counters.wall_time_s.numpy()),
-  }
-  if extra_results:
-    results.update(extra_results())
-  if save_path:
-    _write_json_atomically(save_path / RESULTS_FILE, results)
-  return results
+  def _checkpoint_now(self, stretch_start: float) -> None:
+    self.counters.wall_time_s.assign_add(time.time() - stretch_start)
+    self.save()
+
+  def _report_progress(self, window: _ProgressWindow, step: int) -> None:
+    loss = window.mean_loss()
+    rate = window.examples_per_second()
+    epoch = int(self.counters.batches.numpy()) / self.config.steps_per_epoch
+    self.config.log(f"step {step}/{self.config.train_steps}  epoch {epoch:.2f}  "
+                    f"train_loss {loss:.4f}  {rate:.1f} examples/s")
+    writer = self._writer("train")
+    if writer:
+      summaries.write_scalars(writer, step, {
+          "loss": loss, "examples_per_second": rate, "epoch": epoch,
+          "learning_rate": summaries.current_learning_rate(self.optimizer),
+          "training_flops": float(self.counters.training_flops.numpy()),
+          "inference_flops": self._sparse_flops()})
+
+  # ----- evaluation -------------------------------------------------------------------
+
+  def evaluate(self, input_fn: EvalInputFn, *, write: bool = True) -> dict[str, Any]:
+    """Evaluates on the whole evaluation set; writes summaries and `results.json`."""
+    saved_statistics = None
+    if self.config.eval_batch_statistics:
+      saved_statistics = [(v, v.numpy()) for v in self.model.non_trainable_variables]
+    totals: dict[str, Any] = {}
+    start = time.time()
+    for images, labels in self.strategy.distribute_datasets_from_function(input_fn):
+      for key, value in self._eval_step(images, labels).items():
+        totals[key] = totals.get(key, 0) + value.numpy()
+    if saved_statistics:
+      for variable, value in saved_statistics:
+        variable.assign(value)
+    if not totals.get("count"):
+      raise ValueError("The evaluation input is empty.")
+    count = totals["count"]
+    regularization = (self.config.l2_scale * float(l2_penalty(self._kernels).numpy())
+                      if self.config.l2_scale else 0.0)
+    global_sparsity, per_layer = sparsity_report(self.model, self.optimizer)
+    sparse_flops = self._sparse_flops()
+    dense_step_flops = float(self.counters.dense_step_flops.numpy())
+    training_flops = float(self.counters.training_flops.numpy())
+    step = self.step
+    metrics: dict[str, Any] = {
+        "step": step,
+        "batches": int(self.counters.batches.numpy()),
+        "epochs": int(self.counters.batches.numpy()) / self.config.steps_per_epoch,
+        "test_accuracy": float(totals["top_1"] / count),
+        "top_5_accuracy": float(totals["top_5"] / count),
+        "test_loss": float(totals["cross_entropy"] / count),
+        "regularization_loss": regularization,
+        "eval_examples": int(count),
+        "global_sparsity": global_sparsity,
+        "per_layer_sparsity": per_layer,
+        "inference_flops": sparse_flops,
+        "inference_flops_ratio": sparse_flops / self.dense_flops,
+        "training_flops": training_flops,
+        # Relative to dense training on the same number of batches.
+        "training_flops_ratio": (training_flops / dense_step_flops if dense_step_flops
+                                 else float("nan")),
+        "wall_time_s": float(self.counters.wall_time_s.numpy()),
+    }
+    writer = self._writer("eval") if write else None
+    if writer:
+      summaries.write_scalars(writer, step, {
+          "top_1_accuracy": metrics["test_accuracy"],
+          "top_5_accuracy": metrics["top_5_accuracy"],
+          "cross_entropy": metrics["test_loss"],
+          "regularization_loss": regularization})
+      summaries.write_sparsity(writer, step, self.optimizer, global_sparsity, per_layer,
+                               mask_images=self.config.mask_images)
+      if "confusion" in totals:
+        metrics["per_class"] = summaries.write_per_class(writer, step, totals["confusion"])
+    elif "confusion" in totals:
+      metrics["per_class"] = summaries.per_class_metrics(totals["confusion"])
+    self.config.log(
+        f"eval at step {step}: top_1 {metrics['test_accuracy']:.4f}  top_5 "
+        f"{metrics['top_5_accuracy']:.4f}  cross_entropy {metrics['test_loss']:.4f}  "
+        f"sparsity {global_sparsity:.4f}  train_flops {training_flops:.3e}  "
+        f"({time.time() - start:.1f} s, {int(count)} examples)")
+    return metrics
+
+  def write_results(self, metrics: Mapping[str, Any],
+                    extra: Mapping[str, Any] | None = None,
+                    filename: str = RESULTS_FILE) -> dict[str, Any]:
+    """`metrics` plus `extra`, written to the run directory as JSON."""
+    results = dict(metrics, **(extra or {}))
+    if self.save_path:
+      write_json_atomically(self.save_path / filename, results)
+    return results
 
 
-def sparsity_report(model: tf_keras.Model,
-                    optimizer: SparseOptimizer) -> tuple[float, dict[str, float]]:
-  """Global sparsity over all conv/dense kernels, and each masked layer's."""
-  per_layer = {name: float(np.mean(mask.numpy() == 0))
-               for name, mask in optimizer.masks.items()}
-  zeros = total = 0
-  for kernel in model_kernels(model):
-    values = kernel.numpy()
-    zeros += int(np.sum(values == 0))
-    total += values.size
-  return zeros / total, per_layer
+class _ProgressWindow:
+  """Loss and throughput over the calls since the last progress line."""
+
+  def __init__(self, step: int):
+    self.start_step, self.start = step, time.time()
+    self.calls, self.examples, self._loss_sums = 0, 0, []
+
+  def add(self, loss_sum: tf.Tensor, examples: int) -> None:
+    self.calls += 1
+    self.examples += examples
+    self._loss_sums.append(loss_sum)
+
+  def steps(self, step: int) -> int:
+    return step - self.start_step
+
+  def mean_loss(self) -> float:
+    return float(tf.add_n(self._loss_sums).numpy()) / max(self.examples, 1)
+
+  def examples_per_second(self) -> float:
+    return self.examples / max(time.time() - self.start, 1e-9)
 
 
-def _learning_rate(optimizer: SparseOptimizer) -> float:
-  rate = optimizer.learning_rate
-  if isinstance(rate, tf_keras.optimizers.schedules.LearningRateSchedule):
-    rate = rate(optimizer.iterations)
-  return float(tf.convert_to_tensor(rate).numpy())
+def _epoch_input(input_fn: TrainInputFn, epoch: int, skip: int, batches: int,
+                 context: tf.distribute.InputContext) -> tf.data.Dataset:
+  """The rest of an epoch for one input pipeline, counted in its own batches.
+
+  Each global batch takes `replicas / pipelines` per-replica batches from every input
+  pipeline, so `skip` and `batches` (global batches) scale by that.
+  """
+  per_global = context.num_replicas_in_sync // context.num_input_pipelines
+  return input_fn(epoch, skip * per_global, context).take(batches * per_global)
 
 
-def _write_summaries(writers, optimizer, step, train_loss, test_loss, test_accuracy,
-                     global_sparsity, per_layer, inference_flops, training_flops):
-  with writers["train"].as_default(step=step):
-    tf.summary.scalar("loss", train_loss)
-    tf.summary.scalar("learning_rate", _learning_rate(optimizer))
-    tf.summary.scalar("global_sparsity", global_sparsity)
-    tf.summary.scalar("training_flops", training_flops)
-    tf.summary.scalar("inference_flops", inference_flops)
-    if isinstance(optimizer, DynamicSparseOptimizer):
-      tf.summary.scalar("drop_fraction",
-                        float(optimizer.schedule.drop_fraction_at(step).numpy()))
-    for name, value in per_layer.items():
-      tf.summary.scalar(f"sparsity/{name}", value)
-    for name, mask in optimizer.masks.items():
-      tf.summary.image(f"mask/{name}", _mask_image(mask.numpy()))
-  with writers["eval"].as_default(step=step):
-    tf.summary.scalar("loss", test_loss)
-    tf.summary.scalar("accuracy", test_accuracy)
-  for writer in writers.values():
-    writer.flush()
+def train_and_evaluate(model: tf_keras.Model, optimizer: SparseOptimizer,
+                       train_input_fn: TrainInputFn, eval_input_fn: EvalInputFn,
+                       config: RunConfig, *,
+                       strategy: tf.distribute.Strategy | None = None,
+                       extra_results: Callable[[], Mapping[str, Any]] | None = None,
+                       trainer: Trainer | None = None) -> dict[str, Any]:
+  """Resumes, then alternates `steps_per_eval` training steps and a full evaluation.
+
+  Returns the last evaluation's results (also in `results.json`), with `extra_results`.
+  """
+  trainer = trainer or Trainer(model, optimizer, config, strategy)
+  trainer.restore_latest()
+  metrics = None
+  while trainer.step < config.train_steps:
+    next_eval = (trainer.step // config.steps_per_eval + 1) * config.steps_per_eval
+    trainer.train(train_input_fn, min(next_eval, config.train_steps))
+    metrics = trainer.evaluate(eval_input_fn)
+    trainer.write_results(metrics)
+  if metrics is None:
+    metrics = trainer.evaluate(eval_input_fn)
+  return trainer.write_results(metrics, extra_results() if extra_results else None)
+
+
+def evaluate_checkpoints(trainer: Trainer, eval_input_fn: EvalInputFn, *,
+                         until_step: int, timeout_s: float | None = None
+                         ) -> dict[str, Any] | None:
+  """Evaluates each new checkpoint of the run directory until one reaches `until_step`.
+
+  Returns the last results, or None when no checkpoint came within `timeout_s`.
+  """
+  metrics = None
+  for path in tf.train.checkpoints_iterator(str(trainer.save_path), timeout=timeout_s):
+    trainer.restore(path)
+    metrics = trainer.write_results(trainer.evaluate(eval_input_fn), {"checkpoint": path})
+    if trainer.step >= until_step:
+      break
+  return metrics
+

@@ -1,0 +1,184 @@
+"""The shared train/eval loop: metrics, checkpoints, resume, strategies and modes."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras
+
+import rigl
+from rigl import training
+
+NUM_FEATURES, NUM_CLASSES = 6, 7
+TRAIN_EXAMPLES, EVAL_EXAMPLES, BATCH = 48, 30, 8
+DEVICES = ["/cpu:0", "/cpu:1"]
+
+
+def _data(count, seed):
+  rng = np.random.default_rng(seed)
+  return (rng.standard_normal((count, NUM_FEATURES)).astype(np.float32),
+          rng.integers(0, NUM_CLASSES, count))
+
+
+TRAIN, EVAL = _data(TRAIN_EXAMPLES, 0), _data(EVAL_EXAMPLES, 1)
+
+
+def train_input(epoch, skip, context):
+  dataset = tf.data.Dataset.from_tensor_slices(TRAIN).shuffle(TRAIN_EXAMPLES, seed=epoch)
+  dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
+  return dataset.batch(context.get_per_replica_batch_size(BATCH),
+                       drop_remainder=True).skip(skip)
+
+
+def eval_input(context):
+  return tf.data.Dataset.from_tensor_slices(EVAL).batch(
+      context.get_per_replica_batch_size(BATCH))
+
+
+def build(method="rigl", learning_rate=0.1, strategy=None, batch_norm=True):
+  """A small MLP; batch norm (per-replica statistics) is left out to compare strategies."""
+  with (strategy or tf.distribute.get_strategy()).scope():
+    tf_keras.utils.set_random_seed(3)
+    inputs = tf_keras.Input((NUM_FEATURES,))
+    hidden = tf_keras.layers.Dense(16, name="hidden")(inputs)
+    if batch_norm:
+      hidden = tf_keras.layers.BatchNormalization(name="bn")(hidden)
+    hidden = tf_keras.layers.ReLU()(hidden)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(NUM_CLASSES, name="logits")(hidden))
+    optimizer = rigl.create_sparse_optimizer(
+        method, tf_keras.optimizers.SGD(learning_rate, momentum=0.9), model,
+        rigl.SparsityConfig(0.7, "erdos_renyi"),
+        schedule=rigl.MaskUpdateSchedule(0, 100, 2, 0.5))
+  return model, optimizer
+
+
+def config(tmp_path=None, **overrides):
+  settings = dict(train_steps=12, global_batch_size=BATCH,
+                  steps_per_epoch=TRAIN_EXAMPLES // BATCH, training_method="rigl",
+                  save_path=str(tmp_path) if tmp_path else "", log=lambda line: None)
+  settings.update(overrides)
+  return training.RunConfig(**settings)
+
+
+def numpy_cross_entropy(logits, labels, smoothing=0.0):
+  shifted = logits - logits.max(axis=1, keepdims=True)
+  log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+  targets = np.eye(NUM_CLASSES)[labels] * (1 - smoothing) + smoothing / NUM_CLASSES
+  return -(targets * log_probs).sum(axis=1)
+
+
+def test_evaluation_metrics_match_numpy():
+  model, optimizer = build()
+  trainer = training.Trainer(model, optimizer,
+                             config(l2_scale=1e-3, per_class_metrics=True))
+  metrics = trainer.evaluate(eval_input)
+  logits = model(EVAL[0], training=False).numpy()
+  labels = EVAL[1]
+  top_5 = np.argsort(-logits, axis=1)[:, :5]
+  assert metrics["eval_examples"] == EVAL_EXAMPLES
+  assert metrics["test_accuracy"] == pytest.approx(np.mean(logits.argmax(1) == labels))
+  assert metrics["top_5_accuracy"] == pytest.approx(
+      np.mean([label in row for label, row in zip(labels, top_5)]))
+  assert metrics["test_loss"] == pytest.approx(
+      numpy_cross_entropy(logits, labels).mean(), rel=1e-5)
+  kernels = [model.get_layer(name).kernel.numpy() for name in ("hidden", "logits")]
+  assert metrics["regularization_loss"] == pytest.approx(
+      1e-3 * sum((k**2).sum() / 2 for k in kernels), rel=1e-5)
+  recall = metrics["per_class"]["recall_at_1"]
+  for label in range(NUM_CLASSES):
+    chosen = labels == label
+    expected = np.mean(logits[chosen].argmax(1) == label) if chosen.any() else np.nan
+    np.testing.assert_allclose(recall[label], expected)
+
+
+def test_training_loss_uses_label_smoothing():
+  lines = []
+  model, optimizer = build("static", learning_rate=0.0)
+  trainer = training.Trainer(model, optimizer, config(
+      train_steps=1, summary_steps=1, label_smoothing=0.1, log=lines.append))
+  dataset = train_input(0, 0, tf.distribute.InputContext())
+  images, labels = next(iter(dataset))
+  expected = numpy_cross_entropy(model(images, training=True).numpy(), labels.numpy(), 0.1)
+  trainer.train(train_input, 1)
+  logged = float(lines[-1].split("train_loss ")[1].split()[0])
+  assert logged == pytest.approx(expected.mean(), abs=1e-4)
+
+
+def test_checkpoints_every_n_steps_and_resume_exactly(tmp_path):
+  settings = dict(train_steps=10, steps_per_eval=10, steps_per_checkpoint=4,
+                  keep_checkpoint_max=0)
+  straight = training.train_and_evaluate(*build(), train_input, eval_input,
+                                         config(tmp_path / "straight", **settings))
+  assert [int(path.rsplit("-", 1)[1]) for path in tf.train.get_checkpoint_state(
+      str(tmp_path / "straight")).all_model_checkpoint_paths] == [4, 8, 10]
+  interrupted = config(tmp_path / "resumed", **dict(settings, train_steps=4))
+  interrupted.identity = {"run": 1}
+  training.train_and_evaluate(*build(), train_input, eval_input, interrupted)
+  resumed = config(tmp_path / "resumed", **settings)
+  resumed.identity = {"run": 1}
+  resumed_results = training.train_and_evaluate(*build(), train_input, eval_input, resumed)
+  for key in ("step", "batches", "test_loss", "per_layer_sparsity", "training_flops"):
+    assert resumed_results[key] == straight[key], key
+  on_disk = json.loads((tmp_path / "resumed" / training.RESULTS_FILE).read_text())
+  assert on_disk["step"] == 10
+
+
+def test_mirrored_strategy_matches_one_device():
+  single_model, single = build(batch_norm=False)
+  training.Trainer(single_model, single, config()).train(train_input, 9)
+  strategy = tf.distribute.MirroredStrategy(DEVICES)
+  mirrored_model, mirrored = build(strategy=strategy, batch_norm=False)
+  training.Trainer(mirrored_model, mirrored, config(), strategy).train(train_input, 9)
+  assert int(mirrored.iterations.numpy()) == int(single.iterations.numpy()) == 9
+  for name, mask in mirrored.masks.items():
+    replicas = [component.numpy() for component in mask.values]
+    np.testing.assert_array_equal(replicas[0], replicas[1])
+    np.testing.assert_array_equal(replicas[0], single.masks[name].numpy())
+    np.testing.assert_allclose(mirrored.kernels[name].values[0].numpy(),
+                               single.kernels[name].numpy(), atol=1e-5)
+
+
+def test_xla_compiled_step_matches_the_plain_one():
+  plain_model, plain = build()
+  training.Trainer(plain_model, plain, config()).train(train_input, 5)
+  xla_model, xla = build()
+  training.Trainer(xla_model, xla, config(jit_compile=True)).train(train_input, 5)
+  for name, mask in xla.masks.items():
+    np.testing.assert_array_equal(mask.numpy(), plain.masks[name].numpy())
+    np.testing.assert_allclose(xla.kernels[name].numpy(), plain.kernels[name].numpy(),
+                               atol=1e-5)
+
+
+def test_batch_statistics_evaluation_keeps_moving_statistics():
+  model, optimizer = build()
+  trainer = training.Trainer(model, optimizer, config(eval_batch_statistics=True))
+  trainer.train(train_input, 3)
+  before = [v.numpy() for v in model.get_layer("bn").non_trainable_variables]
+  batch_stats = trainer.evaluate(eval_input)["test_loss"]
+  after = [v.numpy() for v in model.get_layer("bn").non_trainable_variables]
+  for old, new in zip(before, after):
+    np.testing.assert_array_equal(old, new)
+  trainer.config.eval_batch_statistics = False
+  assert training.Trainer(model, optimizer, trainer.config).evaluate(
+      eval_input)["test_loss"] != pytest.approx(batch_stats)
+
+
+def test_evaluate_checkpoints_follows_a_finished_run(tmp_path):
+  settings = dict(train_steps=8, steps_per_eval=4)
+  trained = training.train_and_evaluate(*build(), train_input, eval_input,
+                                        config(tmp_path, **settings))
+  evaluator = training.Trainer(*build(), config(tmp_path, **settings))
+  results = training.evaluate_checkpoints(evaluator, eval_input, until_step=8,
+                                          timeout_s=1)
+  assert results["step"] == 8 and results["checkpoint"].endswith("model.ckpt-8")
+  assert results["test_loss"] == pytest.approx(trained["test_loss"])
+  assert results["per_layer_sparsity"] == trained["per_layer_sparsity"]
+
+
+def test_bad_settings_fail_clearly(tmp_path):
+  with pytest.raises(ValueError, match="global_batch_size"):
+    config(global_batch_size=0)
+  (tmp_path / "file").write_text("")
+  with pytest.raises(ValueError, match="is a file"):
+    training.Trainer(*build(), config(tmp_path / "file"))
