@@ -57,6 +57,21 @@ def test_resnet50_batch_norms(resnet50):
   assert consumer.input.node.layer.name == "bottleneck_1_block_group1_1_1"
 
 
+@pytest.mark.parametrize("depth,convs,parameters", [(18, 21, 11_689_512),
+                                                    (34, 37, 21_797_672)])
+def test_basic_block_resnets(depth, convs, parameters):
+  # Trainable parameters of the standard ResNet-18/34, plus the projection the
+  # original builds in group 1 too (a 64x64 kernel and its BN's gamma and beta).
+  model = models.resnet(depth=depth, input_shape=(32, 32, 3))
+  conv_layers = [l for l in model.layers if isinstance(l, tf_keras.layers.Conv2D)]
+  assert len(conv_layers) == convs
+  assert model.get_layer("residual_projection_block_group_projection_block_group1")
+  assert model.get_layer("residual_2_block_group4_1_1").kernel.shape == (3, 3, 512, 512)
+  assert model.get_layer("final_dense").kernel.shape == (512, 1000)
+  trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+  assert trainable == parameters + 64 * 64 + 2 * 64
+
+
 def test_resnet_rejects_unknown_depth():
   with pytest.raises(ValueError, match="resnet_depth"):
     models.resnet(depth=42)
