@@ -85,6 +85,7 @@ class RunConfig:
     eval_batch_statistics: evaluate with batch statistics in BN (moving statistics
       are left untouched).
     jit_compile: compile each replica's forward and backward pass with XLA.
+    loss_scaling: dynamic loss scaling, for float16 computation (`mixed_float16`).
     log: where progress lines go.
   """
   train_steps: int
@@ -105,6 +106,7 @@ class RunConfig:
   per_class_metrics: bool = False
   eval_batch_statistics: bool = False
   jit_compile: bool = False
+  loss_scaling: bool = False
   log: Callable[[str], None] = print
 
   def __post_init__(self):
@@ -226,8 +228,12 @@ class Trainer:
     with self.strategy.scope():
       self.counters = _Counters()
       optimizer.build(model.trainable_variables)  # Slots exist before a restore.
+      # Skips steps whose scaled gradients overflow; masks only change on good steps.
+      self._loss_scaler = (tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
+                           if config.loss_scaling else None)
+    tracked = {"loss_scale": self._loss_scaler} if self._loss_scaler else {}
     self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                          counters=self.counters)
+                                          counters=self.counters, **tracked)
     self.manager = None
     if self.save_path and config.save_checkpoints:
       self.manager = tf.train.CheckpointManager(
@@ -285,7 +291,8 @@ class Trainer:
   # ----- compiled steps ---------------------------------------------------------------
 
   def _make_train_step(self):
-    config, model, optimizer = self.config, self.model, self.optimizer
+    config, model = self.config, self.model
+    optimizer = self._loss_scaler or self.optimizer
     loss_object = tf_keras.losses.CategoricalCrossentropy(
         from_logits=True, label_smoothing=config.label_smoothing,
         reduction=tf_keras.losses.Reduction.NONE)
@@ -301,13 +308,22 @@ class Trainer:
           replicas = tf.distribute.get_replica_context().num_replicas_in_sync
           loss += config.l2_scale * l2_penalty(self._kernels) / tf.cast(replicas,
                                                                          loss.dtype)
-      return tf.reduce_sum(per_example), tape.gradient(loss, model.trainable_variables)
+        if self._loss_scaler:
+          loss = self._loss_scaler.get_scaled_loss(loss)
+      grads = tape.gradient(loss, model.trainable_variables)
+      if self._loss_scaler:
+        grads = self._loss_scaler.get_unscaled_gradients(grads)
+      return tf.reduce_sum(per_example), grads
 
     if config.jit_compile:
       loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
 
     def replica_step(images, labels):
-      loss_sum, grads = loss_and_gradients(images, labels)
+      num_classes = model.output_shape[-1]
+      with tf.control_dependencies([tf.debugging.assert_less(
+          tf.cast(labels, tf.int64), tf.constant(num_classes, tf.int64),
+          message=f"A training label is out of range for {num_classes} classes.")]):
+        loss_sum, grads = loss_and_gradients(images, tf.identity(labels))
       optimizer.apply_gradients(zip(grads, model.trainable_variables))
       return loss_sum
 

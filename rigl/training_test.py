@@ -182,3 +182,20 @@ def test_bad_settings_fail_clearly(tmp_path):
   (tmp_path / "file").write_text("")
   with pytest.raises(ValueError, match="is a file"):
     training.Trainer(*build(), config(tmp_path / "file"))
+
+
+def test_float16_loss_scaling_trains_like_float32():
+  plain_model, plain = build(batch_norm=False)
+  training.Trainer(plain_model, plain, config()).train(train_input, 5)
+  tf_keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    half_model, half = build(batch_norm=False)
+  finally:
+    tf_keras.mixed_precision.set_global_policy("float32")
+  trainer = training.Trainer(half_model, half, config(loss_scaling=True))
+  trainer.train(train_input, 5)
+  assert half_model.get_layer("hidden").compute_dtype == "float16"
+  assert int(half.iterations.numpy()) == 5
+  for name, kernel in half.kernels.items():
+    np.testing.assert_allclose(kernel.numpy(), plain.kernels[name].numpy(), atol=2e-2)
+    assert np.all(kernel.numpy()[half.masks[name].numpy() == 0] == 0)

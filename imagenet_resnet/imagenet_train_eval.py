@@ -1,0 +1,380 @@
+r"""Trains and evaluates sparse ResNets and MobileNets on ImageNet.
+
+The flags of the original `rigl/imagenet_resnet/imagenet_train_eval.py`, with the same
+names and defaults, on any `tf.distribute` strategy. For example, RigL on ResNet-50
+with an ERK distribution at 80% sparsity, on 8 GPUs:
+
+  python imagenet_resnet/imagenet_train_eval.py --data_directory=/data/imagenet \
+      --output_dir=/tmp/imagenet --distribution_strategy=mirrored \
+      --training_method=rigl --mask_init_method=erdos_renyi_kernel \
+      --end_sparsity=0.8 --first_layer_sparsity=-1 --train_batch_size=4096 \
+      --train_steps=32000 --mode=train_and_eval
+
+and the released checkpoints (TF1) with `--mode=eval_once --use_folder_stub=False
+--eval_once_ckpt_prefix=model.ckpt-3200000`. Re-running a command resumes from the
+run directory's latest checkpoint.
+
+Flags of the TF1 TPUEstimator that have no meaning here are accepted and do nothing:
+num_workers, ps_task, tpu_job_name, iterations_per_loop, num_cores, transpose_input,
+data_format (models are channels-last; TensorFlow picks device layouts), is_warm_up,
+block_width and block_height.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __package__ in (None, ""):  # Run as a script: make the repository importable.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+import rigl
+from rigl import checkpoints
+from rigl import distribution
+from rigl import models
+from rigl import training
+from rigl import warm_start
+from imagenet_resnet import imagenet_input
+from imagenet_resnet import learning_rate as learning_rate_lib
+
+FLAGS = flags.FLAGS
+ARCHITECTURES = ("resnet", "mobilenet_v1", "mobilenet_v2")
+MODES = ("train", "eval", "train_and_eval", "eval_once")
+# The original's methods, plus gradual magnitude pruning (the paper's pruning baseline).
+METHODS = ("scratch", "baseline", "snip", "dnw", "set", "momentum", "rigl", "static",
+           "prune")
+# Methods that choose their own masks; the others need --mask_init_method.
+NO_MASK_INIT_METHODS = ("snip", "dnw", "baseline", "prune")
+NO_MASK_INIT_NEEDED = ("baseline", "prune")
+
+# Original flags (spec: same names, defaults and meaning).
+flags.DEFINE_enum("precision", "float32", list(distribution.PRECISIONS),
+                  "Computation precision; variables stay float32.")
+flags.DEFINE_integer("num_workers", 1, "No-op (TPUEstimator).")
+flags.DEFINE_float("base_learning_rate", 0.1,
+                   "Learning rate for batch 256; scaled by train_batch_size / 256.")
+flags.DEFINE_float("momentum", 0.9, "Nesterov momentum.")
+flags.DEFINE_integer("ps_task", 0, "No-op (TPUEstimator).")
+flags.DEFINE_float("weight_decay", 1e-4, "L2 weight_decay * sum(w^2) / 2 on conv and "
+                   "dense kernels (not BN, biases or depthwise kernels).")
+flags.DEFINE_string("master", "", "TPU address, when --tpu is empty.")
+flags.DEFINE_string("tpu_job_name", None, "No-op (TPUEstimator).")
+flags.DEFINE_integer("steps_per_checkpoint", 1000, "Steps between checkpoints.")
+flags.DEFINE_integer("keep_checkpoint_max", 0, "Checkpoints kept; 0 keeps all.")
+flags.DEFINE_integer("seed", 0, "Seed of weights, masks, data order and augmentation.")
+flags.DEFINE_string("data_directory", None,
+                    "ImageNet TFRecords (train-*, validation-*) in the standard layout.")
+flags.DEFINE_string("eval_once_ckpt_prefix", "",
+                    "mode=eval_once: checkpoint (file prefix) inside the output dir, "
+                    "e.g. model.ckpt-3200000; a TF1 checkpoint of the original or ours.")
+flags.DEFINE_enum("data_format", "channels_last", ["channels_last", "channels_first"],
+                  "No-op: models are channels-last.")
+flags.DEFINE_boolean("transpose_input", False, "No-op (TPU double transpose).")
+flags.DEFINE_boolean("log_mask_imgs_each_iteration", False,
+                     "Write every mask as an image at each evaluation.")
+flags.DEFINE_string("mask_init_method", "",
+                    "Sparsity distribution: random, erdos_renyi, erdos_renyi_kernel or "
+                    "str. Required for the sparse methods.")
+flags.DEFINE_integer("resnet_depth", 50, "ResNet depth: 18, 34, 50, 101, 152 or 200.")
+flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the training loss.")
+flags.DEFINE_float("erk_power_scale", 1.0, "Exponent on ERK's raw layer densities.")
+flags.DEFINE_integer("train_steps", 2, "Training steps (x training_steps_multiplier).")
+flags.DEFINE_integer("train_batch_size", 1024, "Global training batch size.")
+flags.DEFINE_integer("eval_batch_size", 1000,
+                     "Global evaluation batch size; must divide num_eval_images.")
+flags.DEFINE_integer("num_train_images", 1281167, "Training images (epoch length).")
+flags.DEFINE_integer("num_eval_images", 50000, "Evaluation images.")
+flags.DEFINE_integer("num_label_classes", 1000, "Classes.")
+flags.DEFINE_integer("steps_per_eval", 1251, "mode=train_and_eval: steps between evals.")
+flags.DEFINE_boolean("use_tpu", False, "Same as --distribution_strategy=tpu.")
+flags.DEFINE_integer("iterations_per_loop", 1251, "No-op (TPUEstimator loop).")
+flags.DEFINE_integer("num_parallel_calls", 64, "Parallel image decoding calls.")
+flags.DEFINE_integer("num_cores", 8, "No-op (TPU shards; the strategy knows them).")
+flags.DEFINE_string("output_dir", "/tmp/imagenet/", "Run directory (base).")
+flags.DEFINE_boolean("use_folder_stub", True, "Append <training_method>/<end_sparsity>/"
+                     "<maskupdate_begin_step>/<maskupdate_end_step>/<maskupdate_frequency>/"
+                     "<drop_fraction>/<label_smoothing>/<weight_decay> to output_dir.")
+flags.DEFINE_boolean("use_batch_statistics", False,
+                     "Evaluate with batch statistics in BN.")
+flags.DEFINE_boolean("eval_on_train", False, "Evaluate on the training images.")
+flags.DEFINE_enum("mode", "train", list(MODES),
+                  "train, eval (follow checkpoints until train_steps), train_and_eval or "
+                  "eval_once.")
+flags.DEFINE_integer("export_model_freq", 2502,
+                     "mode=train: steps between SavedModel exports (and one at the end).")
+flags.DEFINE_enum("training_method", "scratch", list(METHODS), "Sparse training method.")
+flags.DEFINE_enum("init_method", "baseline", ["baseline", "sparse"],
+                  "sparse: scale each masked kernel's initial values by "
+                  "1/sqrt(density), keeping the variance over active inputs.")
+flags.DEFINE_boolean("is_warm_up", True, "No-op.")
+flags.DEFINE_float("width", -1.0, "Channel multiplier; <= 0 means 1.")
+flags.DEFINE_boolean("use_adam", False, "Adam with the constant scaled learning rate.")
+flags.DEFINE_boolean("use_sgdr", False, "Cosine decay with warm restarts.")
+flags.DEFINE_float("sgdr_decay_step", 5, "SGDR: epochs of the first cycle.")
+flags.DEFINE_float("sgdr_t_mul", 1.5, "SGDR: cycle length multiplier.")
+flags.DEFINE_float("sgdr_m_mul", 0.5, "SGDR: restart rate multiplier.")
+flags.DEFINE_float("end_sparsity", 0.9, "Target sparsity.")
+flags.DEFINE_float("drop_fraction", 0.3, "Fraction of active weights dropped per update.")
+flags.DEFINE_string("drop_fraction_anneal", "constant",
+                    "constant, cosine or exponential_<k>.")
+flags.DEFINE_string("grow_init", "zeros", "Initial value of grown connections.")
+flags.DEFINE_float("s_momentum", 0.9, "SNFS gradient moving-average decay.")
+flags.DEFINE_float("rigl_acc_scale", 0.0, "RigL: optimizer slots of new connections = "
+                   "gradient * this.")
+flags.DEFINE_integer("maskupdate_begin_step", 0, "First mask-update step.")
+flags.DEFINE_integer("maskupdate_end_step", 25000, "Last mask-update step.")
+flags.DEFINE_integer("maskupdate_frequency", 100, "Steps between mask updates.")
+flags.DEFINE_float("first_layer_sparsity", 0.0,
+                   "0: first layer dense; -1: the distribution's share; >0: exact.")
+flags.DEFINE_float("last_layer_sparsity", -1.0,
+                   "0: last layer dense; -1: the distribution's share; >0: exact.")
+flags.DEFINE_string("load_mask_dir", "", "Start from this checkpoint's (or directory's) "
+                    "masks, when the run directory has no checkpoint yet.")
+flags.DEFINE_string("initial_value_checkpoint", "", "Start from this checkpoint's "
+                    "weights, when the run directory has no checkpoint yet.")
+flags.DEFINE_enum("model_architecture", "resnet", list(ARCHITECTURES), "Network.")
+flags.DEFINE_float("expansion_factor", 6.0, "MobileNet-v2 expansion factor.")
+flags.DEFINE_float("training_steps_multiplier", 1.0, "Multiplies train_steps, the mask "
+                   "update (and pruning) steps and the learning-rate schedule's epochs.")
+flags.DEFINE_integer("block_width", 1, "No-op.")
+flags.DEFINE_integer("block_height", 1, "No-op.")
+
+# Additions.
+flags.DEFINE_enum("distribution_strategy", "default", list(distribution.STRATEGIES),
+                  "tf.distribute strategy.")
+flags.DEFINE_string("tpu", "", "TPU name or grpc:// address (distribution_strategy=tpu).")
+flags.DEFINE_integer("num_gpus", 0, "mirrored: GPUs to use; 0 uses all visible ones.")
+flags.DEFINE_string("tfds_data_dir", "",
+                    "tensorflow-datasets directory with imagenet2012 (instead of "
+                    "--data_directory).")
+flags.DEFINE_boolean("use_synthetic_data", False,
+                     "Random images and labels, for benchmarks and smoke runs.")
+flags.DEFINE_integer("image_size", imagenet_input.IMAGE_SIZE, "Model input side.")
+flags.DEFINE_boolean("jit_compile", False,
+                     "Compile each replica's forward and backward pass with XLA.")
+flags.DEFINE_integer("summary_steps", 100, "Steps between progress lines and summaries.")
+flags.DEFINE_integer("sparsity_begin_step", 10000, "prune: first pruning step.")
+flags.DEFINE_integer("sparsity_end_step", 25000, "prune: last pruning step.")
+flags.DEFINE_integer("pruning_frequency", 1000, "prune: steps between pruning updates.")
+
+
+def run_directory() -> str:
+  if not FLAGS.use_folder_stub:
+    return FLAGS.output_dir
+  stub = [FLAGS.training_method, FLAGS.end_sparsity, FLAGS.maskupdate_begin_step,
+          FLAGS.maskupdate_end_step, FLAGS.maskupdate_frequency, FLAGS.drop_fraction,
+          FLAGS.label_smoothing, FLAGS.weight_decay]
+  return os.path.join(FLAGS.output_dir, *map(str, stub))
+
+
+def scaled(steps: int) -> int:
+  """Steps stretched by --training_steps_multiplier, as the original."""
+  return int(steps * FLAGS.training_steps_multiplier)
+
+
+def validate_flags() -> None:
+  """Fails at start, naming the flag, on settings that cannot work."""
+  if FLAGS.training_method not in NO_MASK_INIT_NEEDED and not FLAGS.mask_init_method:
+    raise ValueError(f"--training_method={FLAGS.training_method} needs "
+                     "--mask_init_method (random, erdos_renyi, erdos_renyi_kernel or str).")
+  for name in ("train_batch_size", "eval_batch_size", "train_steps", "num_train_images",
+               "num_eval_images", "steps_per_checkpoint", "steps_per_eval", "image_size"):
+    if FLAGS[name].value <= 0:
+      raise ValueError(f"--{name} must be positive; got {FLAGS[name].value}.")
+  if FLAGS.mode != "train" and FLAGS.num_eval_images % FLAGS.eval_batch_size:
+    raise ValueError(f"--eval_batch_size={FLAGS.eval_batch_size} must divide "
+                     f"--num_eval_images={FLAGS.num_eval_images}.")
+  if FLAGS.mode == "eval_once" and not FLAGS.eval_once_ckpt_prefix:
+    raise ValueError("--mode=eval_once needs --eval_once_ckpt_prefix.")
+  if FLAGS.training_steps_multiplier <= 0:
+    raise ValueError("--training_steps_multiplier must be positive.")
+  if os.path.isfile(FLAGS.output_dir):
+    raise ValueError(f"--output_dir={FLAGS.output_dir} is a file.")
+
+
+def build_model() -> tf_keras.Model:
+  width = FLAGS.width if FLAGS.width > 0 else 1.0
+  shape = (FLAGS.image_size, FLAGS.image_size, 3)
+  if FLAGS.model_architecture == "resnet":
+    return models.resnet(FLAGS.resnet_depth, width, FLAGS.num_label_classes, shape)
+  if FLAGS.model_architecture == "mobilenet_v1":
+    return models.mobilenet_v1(width, FLAGS.num_label_classes, shape)
+  return models.mobilenet_v2(width, FLAGS.num_label_classes, shape,
+                             expansion_factor=FLAGS.expansion_factor)
+
+
+def sparsity_config() -> rigl.SparsityConfig:
+  """The first layer is never masked in MobileNets (the original built it dense)."""
+  first = FLAGS.first_layer_sparsity
+  if FLAGS.model_architecture.startswith("mobilenet"):
+    first = 0.0
+  return rigl.SparsityConfig(FLAGS.end_sparsity, FLAGS.mask_init_method or "random",
+                             erk_power_scale=FLAGS.erk_power_scale,
+                             first_layer_sparsity=first,
+                             last_layer_sparsity=FLAGS.last_layer_sparsity)
+
+
+def inner_optimizer(steps_per_epoch: int) -> tf_keras.optimizers.Optimizer:
+  peak = learning_rate_lib.scaled_learning_rate(FLAGS.base_learning_rate,
+                                                FLAGS.train_batch_size)
+  if FLAGS.use_adam:
+    return tf_keras.optimizers.Adam(peak)
+  if FLAGS.use_sgdr:
+    rate = tf_keras.optimizers.schedules.CosineDecayRestarts(
+        peak, FLAGS.sgdr_decay_step * steps_per_epoch, FLAGS.sgdr_t_mul, FLAGS.sgdr_m_mul)
+  else:
+    rate = learning_rate_lib.PiecewiseWithWarmup(
+        peak, steps_per_epoch, learning_rate_lib.schedule_for(FLAGS.model_architecture),
+        FLAGS.training_steps_multiplier)
+  return tf_keras.optimizers.SGD(rate, momentum=FLAGS.momentum, nesterov=True)
+
+
+def create_optimizer(model: tf_keras.Model, steps_per_epoch: int) -> rigl.SparseOptimizer:
+  optimizer = rigl.create_sparse_optimizer(
+      FLAGS.training_method, inner_optimizer(steps_per_epoch), model, sparsity_config(),
+      schedule=rigl.MaskUpdateSchedule(
+          scaled(FLAGS.maskupdate_begin_step), scaled(FLAGS.maskupdate_end_step),
+          FLAGS.maskupdate_frequency, FLAGS.drop_fraction, FLAGS.drop_fraction_anneal),
+      grow_init=FLAGS.grow_init, s_momentum=FLAGS.s_momentum,
+      rigl_acc_scale=FLAGS.rigl_acc_scale,
+      pruning_begin_step=scaled(FLAGS.sparsity_begin_step),
+      pruning_end_step=scaled(FLAGS.sparsity_end_step),
+      pruning_frequency=FLAGS.pruning_frequency, seed=FLAGS.seed)
+  if FLAGS.init_method == "sparse":
+    for name, kernel in optimizer.kernels.items():
+      density = 1.0 - optimizer.layer_sparsities[name]
+      kernel.assign(kernel / np.sqrt(max(density, np.finfo(np.float32).tiny)))
+  return optimizer
+
+
+def run_identity() -> dict[str, object]:
+  """The settings that define a run: a resumed run must match them."""
+  names = ("model_architecture", "resnet_depth", "width", "expansion_factor",
+           "num_label_classes", "image_size", "training_method", "end_sparsity",
+           "mask_init_method", "first_layer_sparsity", "last_layer_sparsity",
+           "erk_power_scale", "init_method", "train_batch_size", "base_learning_rate",
+           "momentum", "weight_decay", "label_smoothing", "use_adam", "use_sgdr",
+           "drop_fraction", "drop_fraction_anneal", "grow_init", "s_momentum",
+           "rigl_acc_scale", "maskupdate_begin_step", "maskupdate_end_step",
+           "maskupdate_frequency", "training_steps_multiplier", "seed", "precision")
+  return {name: FLAGS[name].value for name in names}
+
+
+def input_config() -> imagenet_input.InputConfig:
+  return imagenet_input.InputConfig(
+      data_directory=FLAGS.data_directory or "", tfds_data_dir=FLAGS.tfds_data_dir,
+      use_synthetic_data=FLAGS.use_synthetic_data, image_size=FLAGS.image_size,
+      num_classes=FLAGS.num_label_classes, num_parallel_calls=FLAGS.num_parallel_calls,
+      seed=FLAGS.seed)
+
+
+def input_functions(config: imagenet_input.InputConfig):
+  """(training, evaluation) input functions of the shared loop."""
+  eval_batches = FLAGS.num_eval_images // FLAGS.eval_batch_size
+
+  def train_input(epoch: int, skip: int, context: tf.distribute.InputContext):
+    return imagenet_input.dataset(
+        config, True, context.get_per_replica_batch_size(FLAGS.train_batch_size), context,
+        epoch, skip)
+
+  def eval_input(context: tf.distribute.InputContext):
+    per_pipeline = eval_batches * context.num_replicas_in_sync // context.num_input_pipelines
+    dataset = imagenet_input.dataset(
+        config, False, context.get_per_replica_batch_size(FLAGS.eval_batch_size), context,
+        num_synthetic_batches=per_pipeline,
+        split="train" if FLAGS.eval_on_train else None)
+    return dataset.take(per_pipeline)
+
+  return train_input, eval_input
+
+
+def evaluate_once(trainer: training.Trainer, eval_input) -> dict[str, object]:
+  """mode=eval_once: one checkpoint, TF1 (the released ones) or ours."""
+  prefix = os.path.join(trainer.config.save_path, FLAGS.eval_once_ckpt_prefix)
+  extra: dict[str, object] = {"checkpoint": prefix}
+  if checkpoints.is_tf1_checkpoint(prefix):
+    report = checkpoints.restore_tf1_checkpoint(prefix, trainer.model, trainer.optimizer)
+    extra.update(checkpoint_global_step=report.global_step,
+                 checkpoint_masked_layers=list(report.masked_layers),
+                 checkpoint_layer_sparsity=report.layer_sparsities)
+  else:
+    trainer.restore(prefix)
+  metrics = trainer.evaluate(eval_input)
+  name = os.path.basename(FLAGS.eval_once_ckpt_prefix)
+  return trainer.write_results(metrics, extra, filename=f"eval_once_{name}.json")
+
+
+def train_with_exports(trainer: training.Trainer, train_input) -> None:
+  """mode=train: trains, exporting a SavedModel every export_model_freq steps."""
+  train_steps = trainer.config.train_steps
+  trainer.restore_latest()
+  while trainer.step < train_steps:
+    next_export = (trainer.step // FLAGS.export_model_freq + 1) * FLAGS.export_model_freq
+    trainer.train(train_input, min(next_export, train_steps))
+    trainer.config.log(f"Exported the model to {trainer.export()}.")
+
+
+def run() -> dict[str, object] | None:
+  """Runs the mode the flags name; returns the last evaluation's results, if any."""
+  validate_flags()
+  data_config = input_config()
+  strategy_name = "tpu" if FLAGS.use_tpu else FLAGS.distribution_strategy
+  strategy = distribution.create_strategy(strategy_name, FLAGS.tpu or FLAGS.master,
+                                          FLAGS.num_gpus)
+  distribution.set_precision(FLAGS.precision)
+  steps_per_epoch = max(FLAGS.num_train_images // FLAGS.train_batch_size, 1)
+  save_path = run_directory()
+  already_started = bool(tf.train.latest_checkpoint(save_path))
+  with strategy.scope():
+    tf_keras.utils.set_random_seed(FLAGS.seed)
+    model = build_model()
+    optimizer = create_optimizer(model, steps_per_epoch)
+  if not already_started and FLAGS.mode in ("train", "train_and_eval"):
+    if FLAGS.load_mask_dir and FLAGS.training_method not in NO_MASK_INIT_METHODS:
+      warm_start.load_masks(FLAGS.load_mask_dir, model, optimizer)
+    if FLAGS.initial_value_checkpoint:
+      warm_start.load_initial_values(FLAGS.initial_value_checkpoint, model, optimizer)
+  config = training.RunConfig(
+      train_steps=scaled(FLAGS.train_steps), global_batch_size=FLAGS.train_batch_size,
+      steps_per_epoch=steps_per_epoch, training_method=FLAGS.training_method,
+      steps_per_eval=FLAGS.steps_per_eval, steps_per_checkpoint=FLAGS.steps_per_checkpoint,
+      summary_steps=FLAGS.summary_steps, save_path=save_path, identity=run_identity(),
+      l2_scale=FLAGS.weight_decay, label_smoothing=FLAGS.label_smoothing,
+      keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+      mask_images=FLAGS.log_mask_imgs_each_iteration,
+      eval_batch_statistics=FLAGS.use_batch_statistics, jit_compile=FLAGS.jit_compile,
+      loss_scaling=FLAGS.precision == "mixed_float16",
+      log=lambda line: print(line, flush=True))
+  trainer = training.Trainer(model, optimizer, config, strategy)
+  train_input, eval_input = input_functions(data_config)
+  if FLAGS.mode == "train":
+    train_with_exports(trainer, train_input)
+    return None
+  if FLAGS.mode == "train_and_eval":
+    return training.train_and_evaluate(model, optimizer, train_input, eval_input, config,
+                                       trainer=trainer)
+  if FLAGS.mode == "eval":
+    return training.evaluate_checkpoints(trainer, eval_input, until_step=config.train_steps)
+  return evaluate_once(trainer, eval_input)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)
+  try:
+    run()
+  except ValueError as error:
+    sys.exit(f"error: {error}")
+
+
+if __name__ == "__main__":
+  app.run(main)
