@@ -44,15 +44,13 @@ def train_one(job: tuple[str, dict, int, int, str]) -> tuple[str, int, int, floa
   tf.config.threading.set_intra_op_parallelism_threads(1)
   tf.config.threading.set_inter_op_parallelism_threads(1)
   from mnist import mnist_train_eval  # pylint: disable=import-outside-toplevel
-  if not FLAGS.is_parsed():
-    FLAGS.mark_as_parsed()
+  from rigl import script_flags  # pylint: disable=import-outside-toplevel
   settings = {"dataset": "fashion_mnist", "data_dir": data_dir, "end_sparsity": SPARSITY,
               "learning_rate": 0.05, "num_epochs": epochs, "seed": seed, "save_path": "",
               "maskupdate_end_step": int(MASKUPDATE_END_FRACTION * epochs * STEPS_PER_EPOCH),
               "drop_fraction": 0.3}
   settings.update(overrides)
-  for name, value in settings.items():
-    FLAGS[name].value = value
+  script_flags.set_values(mnist_train_eval.FLAGS, **settings)
   return label, epochs, seed, mnist_train_eval.run()["test_accuracy"]
 
 

@@ -89,8 +89,7 @@ def train_one(run: dict, data_dir: str) -> dict:
   tf.config.threading.set_inter_op_parallelism_threads(1)
   import tf_keras  # pylint: disable=import-outside-toplevel
   from mnist import mnist_train_eval  # pylint: disable=import-outside-toplevel
-  if not FLAGS.is_parsed():
-    FLAGS.mark_as_parsed()
+  from rigl import script_flags  # pylint: disable=import-outside-toplevel
   network = next(n for n in NETWORKS if n.name == run["network"])
   total_steps = network.epochs * STEPS_PER_EPOCH
   settings = {
@@ -104,8 +103,7 @@ def train_one(run: dict, data_dir: str) -> dict:
       "prune_end_step": int(PRUNE_END_FRACTION * total_steps),
       "pruning_frequency": UPDATE_FREQUENCY,
   }
-  for name, value in settings.items():
-    FLAGS[name].value = value
+  script_flags.set_values(mnist_train_eval.FLAGS, **settings)
   tf_keras.backend.clear_session()
   start = time.time()
   results = mnist_train_eval.run()

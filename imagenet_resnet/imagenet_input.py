@@ -35,6 +35,10 @@ INTERLEAVE_CYCLE = 16
 TFRECORD_BUFFER_BYTES = 8 * 1024 * 1024
 TRAIN_FILES, EVAL_FILES = "train-*", "validation-*"
 TFDS_NAME = "imagenet2012"
+# Shuffle and augmentation seeds: (run seed * SEED_STRIDE + epoch) * PIPELINE_STRIDE
+# + input pipeline, distinct for every (seed, epoch, host).
+SEED_STRIDE = 100003
+PIPELINE_STRIDE = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +72,10 @@ class InputConfig:
       raise ValueError("No training data: set --data_directory (ImageNet TFRecords), "
                        "--tfds_data_dir (tensorflow-datasets imagenet2012) or "
                        "--use_synthetic_data.")
+
+
+def _seed(config: InputConfig, epoch: int, pipeline: int = 0) -> int:
+  return (config.seed * SEED_STRIDE + epoch) * PIPELINE_STRIDE + pipeline
 
 
 def normalize(image: tf.Tensor) -> tf.Tensor:
@@ -125,7 +133,7 @@ def parse_tfrecord(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   """(JPEG bytes, label in 0..999) from a record of the standard TPU layout."""
   features = tf.io.parse_single_example(serialized, {
       "image/encoded": tf.io.FixedLenFeature((), tf.string, ""),
-      "image/class/label": tf.io.FixedLenFeature([], tf.int64, -1)})
+      "image/class/label": tf.io.FixedLenFeature([], tf.int64)})
   return features["image/encoded"], tf.cast(features["image/class/label"] - 1, tf.int32)
 
 
@@ -141,7 +149,8 @@ def _records_from_tfrecords(config: InputConfig, split: str, shuffle: bool, epoc
   if shard_files:
     dataset = dataset.shard(context.num_input_pipelines, context.input_pipeline_id)
   if shuffle:
-    dataset = dataset.shuffle(len(files), seed=config.seed + epoch)
+    # The same order on every host: records may be sharded after the interleave.
+    dataset = dataset.shuffle(len(files), seed=_seed(config, epoch))
   dataset = dataset.interleave(
       lambda path: tf.data.TFRecordDataset(path, buffer_size=TFRECORD_BUFFER_BYTES),
       cycle_length=min(INTERLEAVE_CYCLE, len(files)), num_parallel_calls=tf.data.AUTOTUNE,
@@ -157,7 +166,8 @@ def _records_from_tfds(config: InputConfig, split: str, shuffle: bool, epoch: in
   dataset = tfds.load(
       TFDS_NAME, split=split, data_dir=config.tfds_data_dir, shuffle_files=shuffle,
       decoders={"image": tfds.decode.SkipDecoding()},
-      read_config=tfds.ReadConfig(input_context=context, shuffle_seed=config.seed + epoch,
+      read_config=tfds.ReadConfig(input_context=context,
+                                  shuffle_seed=_seed(config, epoch),
                                   interleave_cycle_length=INTERLEAVE_CYCLE))
   return dataset.map(lambda example: (example["image"], tf.cast(example["label"], tf.int32)))
 
@@ -174,9 +184,10 @@ def real_dataset(config: InputConfig, is_training: bool, batch_size: int,
   split = split or ("train" if is_training else "validation")
   records = read(config, split, is_training, epoch, context)
   if is_training:
-    records = records.shuffle(SHUFFLE_BUFFER, seed=config.seed + epoch)
-    # One stateless seed per example, fixed by (run seed, epoch, position).
-    seeds = tf.data.Dataset.random(seed=config.seed * 100003 + epoch).batch(2)
+    pipeline_seed = _seed(config, epoch, context.input_pipeline_id)
+    records = records.shuffle(SHUFFLE_BUFFER, seed=pipeline_seed)
+    # One stateless seed per example, fixed by (run seed, epoch, pipeline, position).
+    seeds = tf.data.Dataset.random(seed=pipeline_seed).batch(2)
     records = tf.data.Dataset.zip((records, seeds)).skip(skip_batches * batch_size)
     dataset = records.map(
         lambda record, seed: (preprocess(record[0], True, config.image_size, seed),

@@ -29,9 +29,7 @@ if __package__ in (None, ""):  # Run as a script: make the repository importable
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 import tensorflow as tf
 import tf_keras
@@ -40,12 +38,14 @@ import rigl
 from rigl import checkpoints
 from rigl import distribution
 from rigl import models
+from rigl import script_flags
 from rigl import training
 from rigl import warm_start
 from imagenet_resnet import imagenet_input
 from imagenet_resnet import learning_rate as learning_rate_lib
 
-FLAGS = flags.FLAGS
+FLAGS = flags.FlagValues()
+define = script_flags.FlagDefiner(FLAGS)
 ARCHITECTURES = ("resnet", "mobilenet_v1", "mobilenet_v2")
 MODES = ("train", "eval", "train_and_eval", "eval_once")
 # The original's methods, plus gradual magnitude pruning (the paper's pruning baseline).
@@ -56,121 +56,113 @@ NO_MASK_INIT_METHODS = ("snip", "dnw", "baseline", "prune")
 NO_MASK_INIT_NEEDED = ("baseline", "prune")
 
 # Original flags (spec: same names, defaults and meaning).
-flags.DEFINE_enum("precision", "float32", list(distribution.PRECISIONS),
-                  "Computation precision; variables stay float32.")
-flags.DEFINE_integer("num_workers", 1, "No-op (TPUEstimator).")
-flags.DEFINE_float("base_learning_rate", 0.1,
-                   "Learning rate for batch 256; scaled by train_batch_size / 256.")
-flags.DEFINE_float("momentum", 0.9, "Nesterov momentum.")
-flags.DEFINE_integer("ps_task", 0, "No-op (TPUEstimator).")
-flags.DEFINE_float("weight_decay", 1e-4, "L2 weight_decay * sum(w^2) / 2 on conv and "
-                   "dense kernels (not BN, biases or depthwise kernels).")
-flags.DEFINE_string("master", "", "TPU address, when --tpu is empty.")
-flags.DEFINE_string("tpu_job_name", None, "No-op (TPUEstimator).")
-flags.DEFINE_integer("steps_per_checkpoint", 1000, "Steps between checkpoints.")
-flags.DEFINE_integer("keep_checkpoint_max", 0, "Checkpoints kept; 0 keeps all.")
-flags.DEFINE_integer("seed", 0, "Seed of weights, masks, data order and augmentation.")
-flags.DEFINE_string("data_directory", None,
-                    "ImageNet TFRecords (train-*, validation-*) in the standard layout.")
-flags.DEFINE_string("eval_once_ckpt_prefix", "",
-                    "mode=eval_once: checkpoint (file prefix) inside the output dir, "
-                    "e.g. model.ckpt-3200000; a TF1 checkpoint of the original or ours.")
-flags.DEFINE_enum("data_format", "channels_last", ["channels_last", "channels_first"],
-                  "No-op: models are channels-last.")
-flags.DEFINE_boolean("transpose_input", False, "No-op (TPU double transpose).")
-flags.DEFINE_boolean("log_mask_imgs_each_iteration", False,
-                     "Write every mask as an image at each evaluation.")
-flags.DEFINE_string("mask_init_method", "",
-                    "Sparsity distribution: random, erdos_renyi, erdos_renyi_kernel or "
-                    "str. Required for the sparse methods.")
-flags.DEFINE_integer("resnet_depth", 50, "ResNet depth: 18, 34, 50, 101, 152 or 200.")
-flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing of the training loss.")
-flags.DEFINE_float("erk_power_scale", 1.0, "Exponent on ERK's raw layer densities.")
-flags.DEFINE_integer("train_steps", 2, "Training steps (x training_steps_multiplier).")
-flags.DEFINE_integer("train_batch_size", 1024, "Global training batch size.")
-flags.DEFINE_integer("eval_batch_size", 1000,
-                     "Global evaluation batch size; must divide num_eval_images.")
-flags.DEFINE_integer("num_train_images", 1281167, "Training images (epoch length).")
-flags.DEFINE_integer("num_eval_images", 50000, "Evaluation images.")
-flags.DEFINE_integer("num_label_classes", 1000, "Classes.")
-flags.DEFINE_integer("steps_per_eval", 1251, "mode=train_and_eval: steps between evals.")
-flags.DEFINE_boolean("use_tpu", False, "Same as --distribution_strategy=tpu.")
-flags.DEFINE_integer("iterations_per_loop", 1251, "No-op (TPUEstimator loop).")
-flags.DEFINE_integer("num_parallel_calls", 64, "Parallel image decoding calls.")
-flags.DEFINE_integer("num_cores", 8, "No-op (TPU shards; the strategy knows them).")
-flags.DEFINE_string("output_dir", "/tmp/imagenet/", "Run directory (base).")
-flags.DEFINE_boolean("use_folder_stub", True, "Append <training_method>/<end_sparsity>/"
-                     "<maskupdate_begin_step>/<maskupdate_end_step>/<maskupdate_frequency>/"
-                     "<drop_fraction>/<label_smoothing>/<weight_decay> to output_dir.")
-flags.DEFINE_boolean("use_batch_statistics", False,
-                     "Evaluate with batch statistics in BN.")
-flags.DEFINE_boolean("eval_on_train", False, "Evaluate on the training images.")
-flags.DEFINE_enum("mode", "train", list(MODES),
-                  "train, eval (follow checkpoints until train_steps), train_and_eval or "
-                  "eval_once.")
-flags.DEFINE_integer("export_model_freq", 2502,
-                     "mode=train: steps between SavedModel exports (and one at the end).")
-flags.DEFINE_enum("training_method", "scratch", list(METHODS), "Sparse training method.")
-flags.DEFINE_enum("init_method", "baseline", ["baseline", "sparse"],
-                  "sparse: scale each masked kernel's initial values by "
-                  "1/sqrt(density), keeping the variance over active inputs.")
-flags.DEFINE_boolean("is_warm_up", True, "No-op.")
-flags.DEFINE_float("width", -1.0, "Channel multiplier; <= 0 means 1.")
-flags.DEFINE_boolean("use_adam", False, "Adam with the constant scaled learning rate.")
-flags.DEFINE_boolean("use_sgdr", False, "Cosine decay with warm restarts.")
-flags.DEFINE_float("sgdr_decay_step", 5, "SGDR: epochs of the first cycle.")
-flags.DEFINE_float("sgdr_t_mul", 1.5, "SGDR: cycle length multiplier.")
-flags.DEFINE_float("sgdr_m_mul", 0.5, "SGDR: restart rate multiplier.")
-flags.DEFINE_float("end_sparsity", 0.9, "Target sparsity.")
-flags.DEFINE_float("drop_fraction", 0.3, "Fraction of active weights dropped per update.")
-flags.DEFINE_string("drop_fraction_anneal", "constant",
-                    "constant, cosine or exponential_<k>.")
-flags.DEFINE_string("grow_init", "zeros", "Initial value of grown connections.")
-flags.DEFINE_float("s_momentum", 0.9, "SNFS gradient moving-average decay.")
-flags.DEFINE_float("rigl_acc_scale", 0.0, "RigL: optimizer slots of new connections = "
-                   "gradient * this.")
-flags.DEFINE_integer("maskupdate_begin_step", 0, "First mask-update step.")
-flags.DEFINE_integer("maskupdate_end_step", 25000, "Last mask-update step.")
-flags.DEFINE_integer("maskupdate_frequency", 100, "Steps between mask updates.")
-flags.DEFINE_float("first_layer_sparsity", 0.0,
-                   "0: first layer dense; -1: the distribution's share; >0: exact.")
-flags.DEFINE_float("last_layer_sparsity", -1.0,
-                   "0: last layer dense; -1: the distribution's share; >0: exact.")
-flags.DEFINE_string("load_mask_dir", "", "Start from this checkpoint's (or directory's) "
-                    "masks, when the run directory has no checkpoint yet.")
-flags.DEFINE_string("initial_value_checkpoint", "", "Start from this checkpoint's "
-                    "weights, when the run directory has no checkpoint yet.")
-flags.DEFINE_enum("model_architecture", "resnet", list(ARCHITECTURES), "Network.")
-flags.DEFINE_float("expansion_factor", 6.0, "MobileNet-v2 expansion factor.")
-flags.DEFINE_float("training_steps_multiplier", 1.0, "Multiplies train_steps, the mask "
-                   "update (and pruning) steps and the learning-rate schedule's epochs.")
-flags.DEFINE_integer("block_width", 1, "No-op.")
-flags.DEFINE_integer("block_height", 1, "No-op.")
+define.enum("precision", "float32", list(distribution.PRECISIONS),
+            "Computation precision; variables stay float32.")
+define.integer("num_workers", 1, "No-op (TPUEstimator).")
+define.float("base_learning_rate", 0.1,
+             "Learning rate for batch 256; scaled by train_batch_size / 256.")
+define.float("momentum", 0.9, "Nesterov momentum.")
+define.integer("ps_task", 0, "No-op (TPUEstimator).")
+define.float("weight_decay", 1e-4, "L2 weight_decay * sum(w^2) / 2 on conv and "
+             "dense kernels (not BN, biases or depthwise kernels).")
+define.string("master", "", "TPU address, when --tpu is empty.")
+define.string("tpu_job_name", None, "No-op (TPUEstimator).")
+define.integer("steps_per_checkpoint", 1000, "Steps between checkpoints.")
+define.integer("keep_checkpoint_max", 0, "Checkpoints kept; 0 keeps all.")
+define.integer("seed", 0, "Seed of weights, masks, data order and augmentation.")
+define.string("data_directory", None,
+              "ImageNet TFRecords (train-*, validation-*) in the standard layout.")
+define.string("eval_once_ckpt_prefix", "",
+              "mode=eval_once: checkpoint (file prefix) inside the output dir, "
+              "e.g. model.ckpt-3200000; a TF1 checkpoint of the original or ours.")
+define.enum("data_format", "channels_last", ["channels_last", "channels_first"],
+            "No-op: models are channels-last.")
+define.boolean("transpose_input", False, "No-op (TPU double transpose).")
+define.boolean("log_mask_imgs_each_iteration", False,
+               "Write every mask as an image at each evaluation.")
+define.string("mask_init_method", "",
+              "Sparsity distribution: random, erdos_renyi, erdos_renyi_kernel or "
+              "str. Required for the sparse methods.")
+define.integer("resnet_depth", 50, "ResNet depth: 18, 34, 50, 101, 152 or 200.")
+define.float("label_smoothing", 0.1, "Label smoothing of the training loss.")
+define.float("erk_power_scale", 1.0, "Exponent on ERK's raw layer densities.")
+define.integer("train_steps", 2, "Training steps (x training_steps_multiplier).")
+define.integer("train_batch_size", 1024, "Global training batch size.")
+define.integer("eval_batch_size", 1000,
+               "Global evaluation batch size; must divide num_eval_images.")
+define.integer("num_train_images", 1281167, "Training images (epoch length).")
+define.integer("num_eval_images", 50000, "Evaluation images.")
+define.integer("num_label_classes", 1000, "Classes.")
+define.integer("steps_per_eval", 1251, "mode=train_and_eval: steps between evals.")
+define.boolean("use_tpu", False, "Same as --distribution_strategy=tpu.")
+define.integer("iterations_per_loop", 1251, "No-op (TPUEstimator loop).")
+define.integer("num_parallel_calls", 64, "Parallel image decoding calls.")
+define.integer("num_cores", 8, "No-op (TPU shards; the strategy knows them).")
+define.string("output_dir", "/tmp/imagenet/", "Run directory (base).")
+define.boolean("use_folder_stub", True, "Append <training_method>/<end_sparsity>/"
+               "<maskupdate_begin_step>/<maskupdate_end_step>/<maskupdate_frequency>/"
+               "<drop_fraction>/<label_smoothing>/<weight_decay> to output_dir.")
+define.boolean("use_batch_statistics", False,
+               "Evaluate with batch statistics in BN.")
+define.boolean("eval_on_train", False, "Evaluate on the training images.")
+define.enum("mode", "train", list(MODES),
+            "train, eval (follow checkpoints until train_steps), train_and_eval or "
+            "eval_once.")
+define.integer("export_model_freq", 2502,
+               "mode=train: steps between SavedModel exports (and one at the end).")
+define.enum("training_method", "scratch", list(METHODS), "Sparse training method.")
+define.enum("init_method", "baseline", ["baseline", "sparse"],
+            "sparse: scale each masked kernel's initial values by "
+            "1/sqrt(density), keeping the variance over active inputs.")
+define.boolean("is_warm_up", True, "No-op.")
+define.float("width", -1.0, "Channel multiplier; <= 0 means 1.")
+define.boolean("use_adam", False, "Adam with the constant scaled learning rate.")
+define.boolean("use_sgdr", False, "Cosine decay with warm restarts.")
+define.float("sgdr_decay_step", 5, "SGDR: epochs of the first cycle.")
+define.float("sgdr_t_mul", 1.5, "SGDR: cycle length multiplier.")
+define.float("sgdr_m_mul", 0.5, "SGDR: restart rate multiplier.")
+define.float("end_sparsity", 0.9, "Target sparsity.")
+script_flags.define_mask_update_flags(
+    define, maskupdate_end_step=25000, drop_fraction_anneal="constant")
+define.float("first_layer_sparsity", 0.0,
+             "0: first layer dense; -1: the distribution's share; >0: exact.")
+define.float("last_layer_sparsity", -1.0,
+             "0: last layer dense; -1: the distribution's share; >0: exact.")
+define.string("load_mask_dir", "", "Start from this checkpoint's (or directory's) "
+              "masks, when the run directory has no checkpoint yet.")
+define.string("initial_value_checkpoint", "", "Start from this checkpoint's "
+              "weights, when the run directory has no checkpoint yet.")
+define.enum("model_architecture", "resnet", list(ARCHITECTURES), "Network.")
+define.float("expansion_factor", 6.0, "MobileNet-v2 expansion factor.")
+define.float("training_steps_multiplier", 1.0, "Multiplies train_steps, the mask "
+             "update (and pruning) steps and the learning-rate schedule's epochs.")
+define.integer("block_width", 1, "No-op.")
+define.integer("block_height", 1, "No-op.")
 
 # Additions.
-flags.DEFINE_enum("distribution_strategy", "default", list(distribution.STRATEGIES),
-                  "tf.distribute strategy.")
-flags.DEFINE_string("tpu", "", "TPU name or grpc:// address (distribution_strategy=tpu).")
-flags.DEFINE_integer("num_gpus", 0, "mirrored: GPUs to use; 0 uses all visible ones.")
-flags.DEFINE_string("tfds_data_dir", "",
-                    "tensorflow-datasets directory with imagenet2012 (instead of "
-                    "--data_directory).")
-flags.DEFINE_boolean("use_synthetic_data", False,
-                     "Random images and labels, for benchmarks and smoke runs.")
-flags.DEFINE_integer("image_size", imagenet_input.IMAGE_SIZE, "Model input side.")
-flags.DEFINE_boolean("jit_compile", False,
-                     "Compile each replica's forward and backward pass with XLA.")
-flags.DEFINE_integer("summary_steps", 100, "Steps between progress lines and summaries.")
-flags.DEFINE_integer("sparsity_begin_step", 10000, "prune: first pruning step.")
-flags.DEFINE_integer("sparsity_end_step", 25000, "prune: last pruning step.")
-flags.DEFINE_integer("pruning_frequency", 1000, "prune: steps between pruning updates.")
+define.enum("distribution_strategy", "default", list(distribution.STRATEGIES),
+            "tf.distribute strategy.")
+define.string("tpu", "", "TPU name or grpc:// address (distribution_strategy=tpu).")
+define.integer("num_gpus", 0, "mirrored: GPUs to use; 0 uses all visible ones.")
+define.string("tfds_data_dir", "",
+              "tensorflow-datasets directory with imagenet2012 (instead of "
+              "--data_directory).")
+define.boolean("use_synthetic_data", False,
+               "Random images and labels, for benchmarks and smoke runs.")
+define.integer("image_size", imagenet_input.IMAGE_SIZE, "Model input side.")
+define.boolean("jit_compile", False,
+               "Compile each replica's forward and backward pass with XLA.")
+define.integer("summary_steps", 100, "Steps between progress lines and summaries.")
+define.integer("sparsity_begin_step", 10000, "prune: first pruning step.")
+define.integer("sparsity_end_step", 25000, "prune: last pruning step.")
+define.integer("pruning_frequency", 1000, "prune: steps between pruning updates.")
 
 
 def run_directory() -> str:
   if not FLAGS.use_folder_stub:
     return FLAGS.output_dir
-  stub = [FLAGS.training_method, FLAGS.end_sparsity, FLAGS.maskupdate_begin_step,
-          FLAGS.maskupdate_end_step, FLAGS.maskupdate_frequency, FLAGS.drop_fraction,
+  stub = [FLAGS.training_method, FLAGS.end_sparsity, scaled(FLAGS.maskupdate_begin_step),
+          scaled(FLAGS.maskupdate_end_step), FLAGS.maskupdate_frequency, FLAGS.drop_fraction,
           FLAGS.label_smoothing, FLAGS.weight_decay]
   return os.path.join(FLAGS.output_dir, *map(str, stub))
 
@@ -186,7 +178,8 @@ def validate_flags() -> None:
     raise ValueError(f"--training_method={FLAGS.training_method} needs "
                      "--mask_init_method (random, erdos_renyi, erdos_renyi_kernel or str).")
   for name in ("train_batch_size", "eval_batch_size", "train_steps", "num_train_images",
-               "num_eval_images", "steps_per_checkpoint", "steps_per_eval", "image_size"):
+               "num_eval_images", "steps_per_checkpoint", "steps_per_eval", "image_size",
+               "export_model_freq"):
     if FLAGS[name].value <= 0:
       raise ValueError(f"--{name} must be positive; got {FLAGS[name].value}.")
   if FLAGS.mode != "train" and FLAGS.num_eval_images % FLAGS.eval_batch_size:
@@ -222,7 +215,8 @@ def sparsity_config() -> rigl.SparsityConfig:
                              last_layer_sparsity=FLAGS.last_layer_sparsity)
 
 
-def inner_optimizer(steps_per_epoch: int) -> tf_keras.optimizers.Optimizer:
+def inner_optimizer(steps_per_epoch: float) -> tf_keras.optimizers.Optimizer:
+  """The original's optimizer; epochs are fractional (step * batch / images)."""
   peak = learning_rate_lib.scaled_learning_rate(FLAGS.base_learning_rate,
                                                 FLAGS.train_batch_size)
   if FLAGS.use_adam:
@@ -237,14 +231,11 @@ def inner_optimizer(steps_per_epoch: int) -> tf_keras.optimizers.Optimizer:
   return tf_keras.optimizers.SGD(rate, momentum=FLAGS.momentum, nesterov=True)
 
 
-def create_optimizer(model: tf_keras.Model, steps_per_epoch: int) -> rigl.SparseOptimizer:
+def create_optimizer(model: tf_keras.Model) -> rigl.SparseOptimizer:
+  steps_per_epoch = FLAGS.num_train_images / FLAGS.train_batch_size
   optimizer = rigl.create_sparse_optimizer(
       FLAGS.training_method, inner_optimizer(steps_per_epoch), model, sparsity_config(),
-      schedule=rigl.MaskUpdateSchedule(
-          scaled(FLAGS.maskupdate_begin_step), scaled(FLAGS.maskupdate_end_step),
-          FLAGS.maskupdate_frequency, FLAGS.drop_fraction, FLAGS.drop_fraction_anneal),
-      grow_init=FLAGS.grow_init, s_momentum=FLAGS.s_momentum,
-      rigl_acc_scale=FLAGS.rigl_acc_scale,
+      **script_flags.mask_update_options(FLAGS, scaled),
       pruning_begin_step=scaled(FLAGS.sparsity_begin_step),
       pruning_end_step=scaled(FLAGS.sparsity_end_step),
       pruning_frequency=FLAGS.pruning_frequency, seed=FLAGS.seed)
@@ -302,6 +293,8 @@ def evaluate_once(trainer: training.Trainer, eval_input) -> dict[str, object]:
   extra: dict[str, object] = {"checkpoint": prefix}
   if checkpoints.is_tf1_checkpoint(prefix):
     report = checkpoints.restore_tf1_checkpoint(prefix, trainer.model, trainer.optimizer)
+    if report.global_step is not None:  # Summaries and results at the trained step.
+      trainer.optimizer.iterations.assign(report.global_step)
     extra.update(checkpoint_global_step=report.global_step,
                  checkpoint_masked_layers=list(report.masked_layers),
                  checkpoint_layer_sparsity=report.layer_sparsities)
@@ -336,7 +329,7 @@ def run() -> dict[str, object] | None:
   with strategy.scope():
     tf_keras.utils.set_random_seed(FLAGS.seed)
     model = build_model()
-    optimizer = create_optimizer(model, steps_per_epoch)
+    optimizer = create_optimizer(model)
   if not already_started and FLAGS.mode in ("train", "train_and_eval"):
     if FLAGS.load_mask_dir and FLAGS.training_method not in NO_MASK_INIT_METHODS:
       warm_start.load_masks(FLAGS.load_mask_dir, model, optimizer)
@@ -346,7 +339,9 @@ def run() -> dict[str, object] | None:
       train_steps=scaled(FLAGS.train_steps), global_batch_size=FLAGS.train_batch_size,
       steps_per_epoch=steps_per_epoch, training_method=FLAGS.training_method,
       steps_per_eval=FLAGS.steps_per_eval, steps_per_checkpoint=FLAGS.steps_per_checkpoint,
-      summary_steps=FLAGS.summary_steps, save_path=save_path, identity=run_identity(),
+      summary_steps=FLAGS.summary_steps, save_path=save_path,
+      # eval_once may read a checkpoint of another run (the released ones).
+      identity=None if FLAGS.mode == "eval_once" else run_identity(),
       l2_scale=FLAGS.weight_decay, label_smoothing=FLAGS.label_smoothing,
       keep_checkpoint_max=FLAGS.keep_checkpoint_max,
       mask_images=FLAGS.log_mask_imgs_each_iteration,
@@ -366,15 +361,5 @@ def run() -> dict[str, object] | None:
   return evaluate_once(trainer, eval_input)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)
-  try:
-    run()
-  except ValueError as error:
-    sys.exit(f"error: {error}")
-
-
 if __name__ == "__main__":
-  app.run(main)
+  script_flags.run(run, FLAGS)

@@ -5,8 +5,6 @@ import pathlib
 import subprocess
 import sys
 
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,9 +12,10 @@ import tf_keras
 
 from imagenet_resnet import imagenet_input
 from imagenet_resnet import imagenet_train_eval
+from rigl import script_flags
 from rigl import training
 
-FLAGS = flags.FLAGS
+FLAGS = imagenet_train_eval.FLAGS
 REPO = pathlib.Path(__file__).resolve().parent.parent
 NUM_CLASSES, IMAGE_SIZE, BATCH = 10, 32, 4
 TRAIN_FILES, IMAGES_PER_FILE, EVAL_IMAGES = 2, 6, 8
@@ -52,10 +51,8 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def parsed_flags():
-  if not FLAGS.is_parsed():
-    FLAGS.mark_as_parsed()
-  with flagsaver.flagsaver():
+def default_flags():
+  with script_flags.values_restored(FLAGS):
     yield
 
 
@@ -174,15 +171,16 @@ def test_eval_once_on_a_tf1_checkpoint(data_dir, tmp_path):
   results = run(tmp_path, data_directory=str(data_dir), mode="eval_once",
                 eval_once_ckpt_prefix="model.ckpt-32000", training_method="rigl",
                 mask_init_method="random", first_layer_sparsity=0.0)
-  assert results["checkpoint_global_step"] == 32000
+  assert results["checkpoint_global_step"] == results["step"] == 32000
   assert set(results["checkpoint_masked_layers"]) == set(masks)
   for name, mask in masks.items():
     assert results["per_layer_sparsity"][name] == pytest.approx(np.mean(mask == 0))
   assert results["eval_examples"] == EVAL_IMAGES and np.isfinite(results["test_loss"])
   assert (tmp_path / "eval_once_model.ckpt-32000.json").exists()
+  assert not (tmp_path / training.RUN_CONFIG_FILE).exists()  # Nothing to resume.
 
 
-def test_rigl_under_mirrored_strategy_keeps_replicas_identical(tmp_path):
+def test_rigl_under_mirrored_strategy_keeps_replicas_identical(data_dir, tmp_path):
   captured = {}
   original = training.Trainer.__init__
 
@@ -192,7 +190,9 @@ def test_rigl_under_mirrored_strategy_keeps_replicas_identical(tmp_path):
 
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(training.Trainer, "__init__", capture)
-    results = run(tmp_path, use_synthetic_data=True, training_method="rigl",
+    # Real data: each replica gets different examples, so masks agree only if the
+    # gradients were all-reduced before scoring.
+    results = run(tmp_path, data_directory=str(data_dir), training_method="rigl",
                   distribution_strategy="mirrored", train_steps=3, steps_per_eval=3)
   assert results["step"] == 3
   optimizer = captured["optimizer"]
@@ -252,6 +252,7 @@ def test_input_pipeline_labels_crops_and_resume(data_dir):
   resumed = list(imagenet_input.dataset(config, True, BATCH, context, epoch=1,
                                         skip_batches=1))
   assert len(epoch) == TRAIN_FILES * IMAGES_PER_FILE // BATCH
+  assert len(resumed) == len(epoch) - 1
   for full, tail in zip(epoch[1:], resumed):
     np.testing.assert_array_equal(full[0].numpy(), tail[0].numpy())
     np.testing.assert_array_equal(full[1].numpy(), tail[1].numpy())

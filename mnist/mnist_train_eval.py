@@ -20,20 +20,20 @@ if __package__ in (None, ""):  # Run as a script: make the repository importable
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
 import rigl
 from rigl import models
+from rigl import script_flags
 from rigl import training
 from mnist import compression
 from mnist import data
 
-FLAGS = flags.FLAGS
+FLAGS = flags.FlagValues()
+define = script_flags.FlagDefiner(FLAGS)
 NETWORK_TYPES = ("fc", "lenet5")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 # Learning-rate drops of the original: dense runs at fixed epochs, sparse runs at
@@ -42,52 +42,44 @@ DENSE_LR_DROP_EPOCHS = (60, 70, 80)
 SPARSE_SECOND_DROP_OFFSET = 20
 LR_DROP_FACTOR = 3.0
 
-flags.DEFINE_string("mnist", "/tmp/data",
-                    "tensorflow-datasets data directory, used when --data_dir is empty.")
-flags.DEFINE_enum("dataset", "mnist", list(data.DATASETS), "Dataset to train on.")
-flags.DEFINE_string("data_dir", "",
-                    "Folder with the four standard IDX files; empty: tensorflow-datasets.")
-flags.DEFINE_integer("batch_size", 100, "Batch size.")
-flags.DEFINE_float("learning_rate", 0.2, "Initial learning rate.")
-flags.DEFINE_float("momentum", 0.9, "Momentum.")
-flags.DEFINE_boolean("use_nesterov", True, "Whether to use Nesterov momentum.")
-flags.DEFINE_integer("num_epochs", 200, "Number of training epochs.")
-flags.DEFINE_integer("lr_drop_epoch", 75, "Epoch of the first learning-rate drop "
-                     "(sparse runs; a second comes 20 epochs later).")
-flags.DEFINE_enum("optimizer", "momentum", list(OPTIMIZERS),
-                  "Optimizer (adam keeps the learning rate constant).")
-flags.DEFINE_float("l2_scale", 1e-4, "L2 penalty l2_scale * sum(w^2) / 2 on kernels.")
-flags.DEFINE_enum("network_type", "fc", list(NETWORK_TYPES),
-                  "fc: 784-300-100-10; lenet5: LeNet-5.")
-flags.DEFINE_enum("training_method", "baseline", list(rigl.TRAINING_METHODS),
-                  "Sparse training method.")
-flags.DEFINE_float("drop_fraction", 0.3, "Fraction of active weights dropped per update.")
-flags.DEFINE_string("drop_fraction_anneal", "cosine",
-                    "constant, cosine or exponential_<k>.")
-flags.DEFINE_string("grow_init", "zeros", "Initial value of grown connections.")
-flags.DEFINE_float("s_momentum", 0.9, "SNFS gradient moving-average decay.")
-flags.DEFINE_string("input_mask_path", "",
-                    "Checkpoint (or run directory) whose layer1 mask removes dead pixels.")
-flags.DEFINE_float("sparsity_scale", 0.9, "layer2 sparsity = end_sparsity * this (fc).")
-flags.DEFINE_float("rigl_acc_scale", 0.0, "RigL: optimizer slots of new connections = "
-                   "gradient * this.")
-flags.DEFINE_integer("maskupdate_begin_step", 0, "First mask-update step.")
-flags.DEFINE_integer("maskupdate_end_step", 50000, "Last mask-update step.")
-flags.DEFINE_integer("maskupdate_frequency", 100, "Steps between mask updates.")
-flags.DEFINE_integer("mask_record_frequency", 0,
-                     "If > 0, record the masks every this many steps.")
-flags.DEFINE_enum("mask_init_method", "random",
-                  ["random", "erdos_renyi", "erdos_renyi_kernel"],
-                  "Sparsity distribution.")
-flags.DEFINE_integer("prune_begin_step", 2000, "prune: first pruning step.")
-flags.DEFINE_integer("prune_end_step", 30000, "prune: last pruning step.")
-flags.DEFINE_float("end_sparsity", 0.98, "Target sparsity.")
-flags.DEFINE_integer("pruning_frequency", 500, "prune: steps between pruning updates.")
-flags.DEFINE_float("threshold_decay", 0.0, "prune: decay of the magnitude threshold.")
-flags.DEFINE_string("save_path", "", "Run directory (checkpoints, summaries, results); "
-                    "empty: keep nothing.")
-flags.DEFINE_boolean("save_model", True, "Whether to write checkpoints.")
-flags.DEFINE_integer("seed", 0, "Seed of weights, masks and data order.")
+define.string("mnist", "/tmp/data",
+              "tensorflow-datasets data directory, used when --data_dir is empty.")
+define.enum("dataset", "mnist", list(data.DATASETS), "Dataset to train on.")
+define.string("data_dir", "",
+              "Folder with the four standard IDX files; empty: tensorflow-datasets.")
+define.integer("batch_size", 100, "Batch size.")
+define.float("learning_rate", 0.2, "Initial learning rate.")
+define.float("momentum", 0.9, "Momentum.")
+define.boolean("use_nesterov", True, "Whether to use Nesterov momentum.")
+define.integer("num_epochs", 200, "Number of training epochs.")
+define.integer("lr_drop_epoch", 75, "Epoch of the first learning-rate drop "
+               "(sparse runs; a second comes 20 epochs later).")
+define.enum("optimizer", "momentum", list(OPTIMIZERS),
+            "Optimizer (adam keeps the learning rate constant).")
+define.float("l2_scale", 1e-4, "L2 penalty l2_scale * sum(w^2) / 2 on kernels.")
+define.enum("network_type", "fc", list(NETWORK_TYPES),
+            "fc: 784-300-100-10; lenet5: LeNet-5.")
+define.enum("training_method", "baseline", list(rigl.TRAINING_METHODS),
+            "Sparse training method.")
+script_flags.define_mask_update_flags(
+    define, maskupdate_end_step=50000, drop_fraction_anneal="cosine")
+define.string("input_mask_path", "",
+              "Checkpoint (or run directory) whose layer1 mask removes dead pixels.")
+define.float("sparsity_scale", 0.9, "layer2 sparsity = end_sparsity * this (fc).")
+define.integer("mask_record_frequency", 0,
+               "If > 0, record the masks every this many steps.")
+define.enum("mask_init_method", "random",
+            ["random", "erdos_renyi", "erdos_renyi_kernel"],
+            "Sparsity distribution.")
+define.integer("prune_begin_step", 2000, "prune: first pruning step.")
+define.integer("prune_end_step", 30000, "prune: last pruning step.")
+define.float("end_sparsity", 0.98, "Target sparsity.")
+define.integer("pruning_frequency", 500, "prune: steps between pruning updates.")
+define.float("threshold_decay", 0.0, "prune: decay of the magnitude threshold.")
+define.string("save_path", "", "Run directory (checkpoints, summaries, results); "
+              "empty: keep nothing.")
+define.boolean("save_model", True, "Whether to write checkpoints.")
+define.integer("seed", 0, "Seed of weights, masks and data order.")
 
 
 def sparsity_config(network_type: str, end_sparsity: float, mask_init_method: str,
@@ -163,11 +155,7 @@ def run() -> dict[str, object]:
       FLAGS.training_method, inner_optimizer(steps_per_epoch), model,
       sparsity_config(FLAGS.network_type, FLAGS.end_sparsity, FLAGS.mask_init_method,
                       FLAGS.sparsity_scale),
-      schedule=rigl.MaskUpdateSchedule(
-          FLAGS.maskupdate_begin_step, FLAGS.maskupdate_end_step,
-          FLAGS.maskupdate_frequency, FLAGS.drop_fraction, FLAGS.drop_fraction_anneal),
-      grow_init=FLAGS.grow_init, s_momentum=FLAGS.s_momentum,
-      rigl_acc_scale=FLAGS.rigl_acc_scale, pruning_begin_step=FLAGS.prune_begin_step,
+      **script_flags.mask_update_options(FLAGS), pruning_begin_step=FLAGS.prune_begin_step,
       pruning_end_step=FLAGS.prune_end_step, pruning_frequency=FLAGS.pruning_frequency,
       threshold_decay=FLAGS.threshold_decay, seed=FLAGS.seed)
 
@@ -193,6 +181,7 @@ def run() -> dict[str, object]:
   config = training.RunConfig(
       train_steps=FLAGS.num_epochs * steps_per_epoch, global_batch_size=FLAGS.batch_size,
       steps_per_epoch=steps_per_epoch, training_method=FLAGS.training_method,
+      count_batches=True,  # The original trains num_epochs full passes.
       save_path=FLAGS.save_path, identity=run_identity(), l2_scale=FLAGS.l2_scale,
       save_checkpoints=FLAGS.save_model,
       mask_record_frequency=FLAGS.mask_record_frequency)
@@ -204,12 +193,5 @@ def run() -> dict[str, object]:
   return results
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)
-  run()
-
-
 if __name__ == "__main__":
-  app.run(main)
+  script_flags.run(run, FLAGS)

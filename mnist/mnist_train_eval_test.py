@@ -7,16 +7,15 @@ import struct
 import subprocess
 import sys
 
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import pytest
 
 from mnist import data
 from mnist import mnist_train_eval
+from rigl import script_flags
 from rigl import training
 
-FLAGS = flags.FLAGS
+FLAGS = mnist_train_eval.FLAGS
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TRAIN_EXAMPLES, TEST_EXAMPLES, BATCH = 120, 40, 20
 
@@ -43,10 +42,8 @@ def idx_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def parsed_flags():
-  if not FLAGS.is_parsed():
-    FLAGS.mark_as_parsed()
-  with flagsaver.flagsaver():
+def default_flags():
+  with script_flags.values_restored(FLAGS):
     yield
 
 
@@ -69,7 +66,9 @@ def test_trains_and_writes_results(idx_dir, tmp_path, method):
               "inference_flops", "training_flops_ratio", "step", "epochs", "wall_time_s",
               "compressed_shapes"):
     assert key in on_disk
-  assert on_disk["step"] == 2 * TRAIN_EXAMPLES // BATCH
+  # Two full passes over the data, however many calls changed masks instead.
+  assert on_disk["batches"] == 2 * TRAIN_EXAMPLES // BATCH and on_disk["epochs"] == 2
+  assert (on_disk["step"] < on_disk["batches"]) == (method == "rigl")
   assert results["test_accuracy"] == on_disk["test_accuracy"]
   if method == "baseline":
     assert on_disk["per_layer_sparsity"] == {} and on_disk["training_flops_ratio"] == 1.0
@@ -134,7 +133,7 @@ def test_runs_as_script_and_as_module(idx_dir, tmp_path, command):
                  f"--save_path={tmp_path}"],
       cwd=REPO, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr[-2000:]
-  assert f"step {TRAIN_EXAMPLES // BATCH}/{TRAIN_EXAMPLES // BATCH}" in result.stdout
+  assert f"batch {TRAIN_EXAMPLES // BATCH}/{TRAIN_EXAMPLES // BATCH}" in result.stdout
   assert (tmp_path / training.RESULTS_FILE).exists()
 
 

@@ -12,10 +12,10 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
+from rigl import distribution
 from rigl import sparse_kernels
 
 GLOBAL_BATCH = 8
-DEVICES = ["/cpu:0", "/cpu:1"]
 
 
 def _train(strategy, method):
@@ -52,7 +52,7 @@ def _train(strategy, method):
 
 @pytest.mark.parametrize("method", ["rigl", "set", "momentum", "snip"])
 def test_masks_identical_across_replicas_and_to_single_device(method):
-  mirrored = _train(tf.distribute.MirroredStrategy(DEVICES), method)
+  mirrored = _train(distribution.create_strategy("mirrored"), method)
   single = _train(tf.distribute.get_strategy(), method)
   assert int(mirrored.iterations.numpy()) == int(single.iterations.numpy())
   for name, mask in mirrored.masks.items():

@@ -6,6 +6,8 @@ mean the same everywhere and fail with a message naming the flag.
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 import tf_keras
 
@@ -15,8 +17,11 @@ PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16",
               "mixed_float16": "mixed_float16"}
 
 
+@functools.lru_cache(maxsize=None)
 def create_strategy(name: str, tpu: str = "", num_gpus: int = 0) -> tf.distribute.Strategy:
-  """The strategy `name` (see `STRATEGIES`).
+  """The strategy `name` (see `STRATEGIES`), one instance per process and settings.
+
+  Strategies are cached, as TensorFlow expects one strategy per process.
 
   Args:
     name: `default` (one device), `mirrored` (`num_gpus` GPUs, or all visible ones;
@@ -31,9 +36,14 @@ def create_strategy(name: str, tpu: str = "", num_gpus: int = 0) -> tf.distribut
     gpus = tf.config.list_logical_devices("GPU")
     if num_gpus > len(gpus):
       raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPUs are visible.")
-    devices = ([gpu.name for gpu in gpus[:num_gpus or len(gpus)]]
-               or [cpu.name for cpu in tf.config.list_logical_devices("CPU")])
-    return tf.distribute.MirroredStrategy(devices)
+    if gpus:
+      return tf.distribute.MirroredStrategy(
+          [gpu.name for gpu in gpus[:num_gpus or len(gpus)]])
+    # On CPU devices, collective all-reduces of differently shaped models in one
+    # process collide in TensorFlow's collective runtime; reduce on one device instead.
+    return tf.distribute.MirroredStrategy(
+        [cpu.name for cpu in tf.config.list_logical_devices("CPU")],
+        cross_device_ops=tf.distribute.ReductionToOneDevice())
   if name == "multi_worker_mirrored":
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
@@ -47,6 +57,18 @@ def create_strategy(name: str, tpu: str = "", num_gpus: int = 0) -> tf.distribut
     return tf.distribute.TPUStrategy(resolver)
   raise ValueError(f"Unknown --distribution_strategy {name!r}; allowed values: "
                    f"{', '.join(STRATEGIES)}.")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+  """Whether this process writes the run's files (always, outside multi-worker jobs)."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type or isinstance(
+      strategy, tf.distribute.TPUStrategy):
+    return True
+  if resolver.task_type == "chief":
+    return True
+  has_chief = "chief" in resolver.cluster_spec().as_dict()
+  return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def set_precision(precision: str) -> None:

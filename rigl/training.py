@@ -30,6 +30,7 @@ import functools
 import json
 import os
 import pathlib
+import tempfile
 import time
 from typing import Any, Callable, Iterator, Mapping
 
@@ -37,6 +38,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from rigl import checkpoints
+from rigl import distribution
 from rigl import flops
 from rigl import sparse_kernels
 from rigl import summaries
@@ -65,16 +68,21 @@ class RunConfig:
   """How long to train, what to optimise and where to keep the run.
 
   Attributes:
-    train_steps: the global step at which training ends.
+    train_steps: the global step at which training ends (a batch count with
+      `count_batches`).
     global_batch_size: training examples per step over all replicas.
     steps_per_epoch: batches in one pass over the training data.
     training_method: the method's flag value, for FLOPs accounting.
+    count_batches: measure training in batches drawn rather than optimizer steps
+      (MNIST's epochs; RigL's and SNIP's mask-update calls draw a batch but take no
+      step). Evaluation and checkpoint intervals count the same way.
     steps_per_eval: training steps between evaluations (0: one epoch).
     steps_per_checkpoint: steps between checkpoints (0: at every evaluation).
     summary_steps: steps between progress lines and training summaries (0: at every
       evaluation).
     save_path: run directory; empty keeps nothing on disk.
-    identity: the settings that define the run; a resumed run must match them.
+    identity: the settings that define the run; a resumed run must match them
+      (None: neither recorded nor checked, e.g. to evaluate a foreign checkpoint).
     l2_scale: L2 penalty l2_scale * sum(w^2) / 2 on every conv and dense kernel.
     label_smoothing: targets (1 - s) * one_hot + s / num_classes in the training loss.
     save_checkpoints: write checkpoints and resume from the latest one.
@@ -92,11 +100,12 @@ class RunConfig:
   global_batch_size: int
   steps_per_epoch: int
   training_method: str
+  count_batches: bool = False
   steps_per_eval: int = 0
   steps_per_checkpoint: int = 0
   summary_steps: int = 0
   save_path: str = ""
-  identity: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  identity: Mapping[str, Any] | None = dataclasses.field(default_factory=dict)
   l2_scale: float = 0.0
   label_smoothing: float = 0.0
   save_checkpoints: bool = True
@@ -223,27 +232,37 @@ class Trainer:
     self.model, self.optimizer, self.config = model, optimizer, config
     self.strategy = strategy or tf.distribute.get_strategy()
     self.save_path = pathlib.Path(config.save_path) if config.save_path else None
-    if self.save_path:
+    # In a multi-worker job only the chief writes the run directory; the others save
+    # their (identical) checkpoints to a scratch directory, as saving is collective.
+    self.is_chief = distribution.is_chief(self.strategy)
+    if self.save_path and config.identity is not None and self.is_chief:
       check_run_directory(config.save_path, config.identity)
+    # Host-side counters (float64 is not a TPU type), outside the strategy.
+    self.counters = _Counters()
     with self.strategy.scope():
-      self.counters = _Counters()
       optimizer.build(model.trainable_variables)  # Slots exist before a restore.
-      # Skips steps whose scaled gradients overflow; masks only change on good steps.
+      # Skips steps whose scaled gradients overflow (the sparse optimizer's update,
+      # mask updates included, does not run; the step counter still advances).
       self._loss_scaler = (tf_keras.mixed_precision.LossScaleOptimizer(optimizer)
                            if config.loss_scaling else None)
     tracked = {"loss_scale": self._loss_scaler} if self._loss_scaler else {}
+    generators = _layer_random_generators(model)
+    if generators:
+      tracked["random_generators"] = generators
     self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                           counters=self.counters, **tracked)
     self.manager = None
     if self.save_path and config.save_checkpoints:
+      directory = str(self.save_path) if self.is_chief else tempfile.mkdtemp()
       self.manager = tf.train.CheckpointManager(
-          self.checkpoint, str(self.save_path), max_to_keep=config.keep_checkpoint_max or None,
+          self.checkpoint, directory, max_to_keep=config.keep_checkpoint_max or None,
           checkpoint_name=CHECKPOINT_NAME)
-    self._last_saved_step = -1
+    self._last_saved_progress = -1
     self._writers: dict[str, tf.summary.SummaryWriter] = {}
+    writes = bool(self.save_path) and self.is_chief
     self._recorder = _MaskRecorder(
-        self.save_path / MASK_RECORDS_FILE if self.save_path else pathlib.Path(),
-        config.mask_record_frequency if self.save_path else 0)
+        self.save_path / MASK_RECORDS_FILE if writes else pathlib.Path(),
+        config.mask_record_frequency if writes else 0)
     self._specs = flops.layer_specs(model)
     self.dense_flops = flops.count(self._specs, {}).flops
     self._kernels = model_kernels(model)
@@ -256,33 +275,55 @@ class Trainer:
   def step(self) -> int:
     return int(self.optimizer.iterations.numpy())
 
+  @property
+  def progress(self) -> int:
+    """How far training is, in the unit of `train_steps` (steps or batches)."""
+    return int(self.counters.batches.numpy()) if self.config.count_batches else self.step
+
   def restore_latest(self) -> bool:
     """Resumes from the run directory's latest checkpoint, if there is one."""
     if not self.manager or not self.manager.latest_checkpoint:
       return False
     self.restore(self.manager.latest_checkpoint)
+    self._last_saved_progress = self.progress
     self.config.log(f"Resumed from {self.manager.latest_checkpoint} at step {self.step}.")
     return True
 
   def restore(self, path: str) -> None:
-    """Restores model, optimizer and counters from a checkpoint of this loop."""
-    self.checkpoint.restore(path).expect_partial()
+    """Restores model, optimizer and counters from a checkpoint of this loop.
+
+    Raises:
+      ValueError: when the checkpoint does not hold every variable of this model,
+        optimizer and loop (another model, method, or a TF1 checkpoint).
+    """
+    if checkpoints.is_tf1_checkpoint(path):
+      raise ValueError(f"{path} is a TF1 checkpoint of the original code; evaluate it "
+                       "with --mode=eval_once.")
+    status = self.checkpoint.restore(path)
+    try:
+      status.assert_existing_objects_matched()
+    except AssertionError as error:
+      raise ValueError(f"{path} is not a checkpoint of this model and training method: "
+                       f"{str(error)[:500]}") from None
+    status.expect_partial()
 
   def save(self) -> None:
     """Checkpoints the current state as `model.ckpt-<step>` (and the mask records)."""
     if self.manager:
-      self._last_saved_step = self.step
-      self.manager.save(checkpoint_number=self._last_saved_step)
+      self._last_saved_progress = self.progress
+      self.manager.save(checkpoint_number=self.step)
       self._recorder.save()
 
   def export(self, directory: str | None = None) -> str:
     """Writes the model as a SavedModel (masked weights are zeros in its kernels)."""
     directory = directory or str(self.save_path / EXPORT_DIR / str(self.step))
+    if not self.is_chief:
+      directory = tempfile.mkdtemp()
     tf.saved_model.save(self.model, directory)
     return directory
 
   def _writer(self, split: str) -> tf.summary.SummaryWriter | None:
-    if not self.save_path:
+    if not self.save_path or not self.is_chief:
       return None
     if split not in self._writers:
       self._writers[split] = tf.summary.create_file_writer(str(self.save_path / split))
@@ -320,9 +361,11 @@ class Trainer:
 
     def replica_step(images, labels):
       num_classes = model.output_shape[-1]
-      with tf.control_dependencies([tf.debugging.assert_less(
-          tf.cast(labels, tf.int64), tf.constant(num_classes, tf.int64),
-          message=f"A training label is out of range for {num_classes} classes.")]):
+      message = f"A training label is outside [0, {num_classes})."
+      with tf.control_dependencies([
+          tf.debugging.assert_less(tf.cast(labels, tf.int64),
+                                   tf.constant(num_classes, tf.int64), message=message),
+          tf.debugging.assert_non_negative(labels, message=message)]):
         loss_sum, grads = loss_and_gradients(images, tf.identity(labels))
       optimizer.apply_gradients(zip(grads, model.trainable_variables))
       return loss_sum
@@ -394,31 +437,32 @@ class Trainer:
         "baseline", self.dense_flops, self.dense_flops))
     return now
 
-  def train(self, input_fn: TrainInputFn, until_step: int) -> None:
-    """Trains until the optimizer has taken `until_step` steps."""
+  def train(self, input_fn: TrainInputFn, until: int) -> None:
+    """Trains until `progress` (optimizer steps, or batches) reaches `until`."""
     config = self.config
-    if self.step >= until_step:
+    if self.progress >= until:
       return
     batches = self._train_batches(input_fn)
     sample = (self._sparse_flops(), self.step)
     calls_since_sample = 0
-    window = _ProgressWindow(self.step)
+    window = _ProgressWindow(self.progress)
     stretch_start = time.time()
-    while self.step < until_step:
+    while self.progress < until:
       loss_sum = self._train_step(*next(batches))
       self.counters.batches.assign_add(1)
       calls_since_sample += 1
       window.add(loss_sum, config.global_batch_size)
-      step = self.step
-      self._recorder.maybe_record(step, self.optimizer)
+      progress = self.progress
+      self._recorder.maybe_record(self.step, self.optimizer)
       if calls_since_sample == FLOPS_SAMPLE_CALLS or window.calls == 1:
         sample = self._add_training_flops(sample, calls_since_sample)
         calls_since_sample = 0
-      if config.summary_steps and step % config.summary_steps == 0 and window.steps(step):
-        self._report_progress(window, step)
-        window = _ProgressWindow(step)
-      if (0 < step < until_step and step % config.steps_per_checkpoint == 0
-          and step != self._last_saved_step):
+      if (config.summary_steps and progress % config.summary_steps == 0
+          and progress > window.start):
+        self._report_progress(window, self.step)
+        window = _ProgressWindow(progress)
+      if (0 < progress < until and progress % config.steps_per_checkpoint == 0
+          and progress != self._last_saved_progress):
         self._checkpoint_now(stretch_start)
         stretch_start = time.time()
     self._add_training_flops(sample, calls_since_sample)
@@ -433,9 +477,12 @@ class Trainer:
   def _report_progress(self, window: _ProgressWindow, step: int) -> None:
     loss = window.mean_loss()
     rate = window.examples_per_second()
-    epoch = int(self.counters.batches.numpy()) / self.config.steps_per_epoch
-    self.config.log(f"step {step}/{self.config.train_steps}  epoch {epoch:.2f}  "
-                    f"train_loss {loss:.4f}  {rate:.1f} examples/s")
+    batches = int(self.counters.batches.numpy())
+    epoch = batches / self.config.steps_per_epoch
+    position = (f"step {step}  batch {batches}/{self.config.train_steps}"
+                if self.config.count_batches else f"step {step}/{self.config.train_steps}")
+    self.config.log(f"{position}  epoch {epoch:.2f}  train_loss {loss:.4f}  "
+                    f"{rate:.1f} examples/s")
     writer = self._writer("train")
     if writer:
       summaries.write_scalars(writer, step, {
@@ -513,16 +560,31 @@ class Trainer:
                     filename: str = RESULTS_FILE) -> dict[str, Any]:
     """`metrics` plus `extra`, written to the run directory as JSON."""
     results = dict(metrics, **(extra or {}))
-    if self.save_path:
+    if self.save_path and self.is_chief:
       write_json_atomically(self.save_path / filename, results)
     return results
+
+
+def _layer_random_generators(model: tf_keras.Model) -> list[tf.random.Generator]:
+  """The tf.random.Generators of random layers (Dropout), when Keras uses them.
+
+  With `enable_tf_random_generator`, Keras' random layers draw from their own
+  generators, which checkpoints of the model do not include; checkpointing them here
+  lets a resumed run draw what an uninterrupted one would.
+  """
+  generators = []
+  for layer in model.submodules:
+    generator = getattr(getattr(layer, "_random_generator", None), "_generator", None)
+    if isinstance(generator, tf.random.Generator):
+      generators.append(generator)
+  return generators
 
 
 class _ProgressWindow:
   """Loss and throughput over the calls since the last progress line."""
 
-  def __init__(self, step: int):
-    self.start_step, self.start = step, time.time()
+  def __init__(self, progress: int):
+    self.start, self.start_time = progress, time.time()
     self.calls, self.examples, self._loss_sums = 0, 0, []
 
   def add(self, loss_sum: tf.Tensor, examples: int) -> None:
@@ -530,14 +592,11 @@ class _ProgressWindow:
     self.examples += examples
     self._loss_sums.append(loss_sum)
 
-  def steps(self, step: int) -> int:
-    return step - self.start_step
-
   def mean_loss(self) -> float:
     return float(tf.add_n(self._loss_sums).numpy()) / max(self.examples, 1)
 
   def examples_per_second(self) -> float:
-    return self.examples / max(time.time() - self.start, 1e-9)
+    return self.examples / max(time.time() - self.start_time, 1e-9)
 
 
 def _epoch_input(input_fn: TrainInputFn, epoch: int, skip: int, batches: int,
@@ -564,8 +623,8 @@ def train_and_evaluate(model: tf_keras.Model, optimizer: SparseOptimizer,
   trainer = trainer or Trainer(model, optimizer, config, strategy)
   trainer.restore_latest()
   metrics = None
-  while trainer.step < config.train_steps:
-    next_eval = (trainer.step // config.steps_per_eval + 1) * config.steps_per_eval
+  while trainer.progress < config.train_steps:
+    next_eval = (trainer.progress // config.steps_per_eval + 1) * config.steps_per_eval
     trainer.train(train_input_fn, min(next_eval, config.train_steps))
     metrics = trainer.evaluate(eval_input_fn)
     trainer.write_results(metrics)
@@ -583,9 +642,15 @@ def evaluate_checkpoints(trainer: Trainer, eval_input_fn: EvalInputFn, *,
   """
   metrics = None
   for path in tf.train.checkpoints_iterator(str(trainer.save_path), timeout=timeout_s):
-    trainer.restore(path)
+    try:
+      if not tf.io.gfile.exists(path + ".index"):
+        raise tf.errors.NotFoundError(None, None, path)
+      trainer.restore(path)
+    except tf.errors.NotFoundError:  # Deleted (keep_checkpoint_max) since listed.
+      trainer.config.log(f"{path} no longer exists; skipped.")
+      continue
     metrics = trainer.write_results(trainer.evaluate(eval_input_fn), {"checkpoint": path})
-    if trainer.step >= until_step:
+    if trainer.progress >= until_step:
       break
   return metrics
 

@@ -8,11 +8,11 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
+from rigl import distribution
 from rigl import training
 
 NUM_FEATURES, NUM_CLASSES = 6, 7
 TRAIN_EXAMPLES, EVAL_EXAMPLES, BATCH = 48, 30, 8
-DEVICES = ["/cpu:0", "/cpu:1"]
 
 
 def _data(count, seed):
@@ -127,7 +127,7 @@ def test_checkpoints_every_n_steps_and_resume_exactly(tmp_path):
 def test_mirrored_strategy_matches_one_device():
   single_model, single = build(batch_norm=False)
   training.Trainer(single_model, single, config()).train(train_input, 9)
-  strategy = tf.distribute.MirroredStrategy(DEVICES)
+  strategy = distribution.create_strategy("mirrored")
   mirrored_model, mirrored = build(strategy=strategy, batch_norm=False)
   training.Trainer(mirrored_model, mirrored, config(), strategy).train(train_input, 9)
   assert int(mirrored.iterations.numpy()) == int(single.iterations.numpy()) == 9

@@ -1,0 +1,214 @@
+r"""Trains and evaluates sparse WideResNets on CIFAR-10 (or CIFAR-100).
+
+The flags of the original `rigl/cifar_resnet/resnet_train_eval.py`, with the same names
+and defaults. The paper's WRN-22-2 with RigL at 90% sparsity (ERK):
+
+  python cifar10/cifar10_train_eval.py --resnet_depth=22 --resnet_width=2 \
+      --training_method=rigl --mask_init_method=erdos_renyi_kernel \
+      --end_sparsity=0.9 --drop_fraction_anneal=cosine --mode=train_and_eval \
+      --train_dir=/tmp/cifar10
+
+or `--flagfile=configs/cifar10/<name>.cfg` for each experiment of the paper. Data come
+from tensorflow-datasets (`--data_directory` is its data dir). Re-running a command
+resumes from the run directory's latest checkpoint.
+
+`train_and_eval` trains and evaluates on the whole test set every `checkpoint_steps`
+(the original's does nothing). `master`, `ps_task` and `pruning_hparams` are accepted
+and do nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if __package__ in (None, ""):  # Run as a script: make the repository importable.
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags
+import tensorflow as tf
+import tf_keras
+
+import rigl
+from rigl import models
+from rigl import script_flags
+from rigl import training
+from rigl import warm_start
+from cifar10 import data
+
+FLAGS = flags.FlagValues()
+define = script_flags.FlagDefiner(FLAGS)
+MODES = ("train", "eval", "train_and_eval", "eval_once")
+# Learning rate: 0.1, divided by 5 at each boundary (steps x training_steps_multiplier).
+LR_BOUNDARIES = (30000, 60000, 90000)
+LR_VALUES = (0.1, 0.02, 0.004, 0.0008)
+NO_MASK_LOAD_METHODS = ("snip", "baseline", "prune")
+# Methods whose folder stub carries no sparsity settings (as the original's).
+DENSE_START_METHODS = ("baseline", "snip")
+
+define.string("master", "local", "No-op.")
+define.integer("ps_task", 0, "No-op.")
+define.integer("keep_checkpoint_max", 5, "Checkpoints kept; 0 keeps all.")
+define.string("pruning_hparams", "", "No-op (pruning settings come from flags).")
+define.string("train_dir", "/tmp/cifar10/", "Run directory (base); the original's "
+              "<training_method>/<end_sparsity>/<begin>/<end>/<frequency> is appended "
+              "(mask-update or pruning steps, after --training_steps_multiplier; 0.0 for "
+              "baseline and snip).")
+define.string("load_mask_dir", "", "Start from this checkpoint's (or directory's) "
+              "masks, when the run directory has no checkpoint yet.")
+define.string("initial_value_checkpoint", "", "Start from this checkpoint's "
+              "weights, when the run directory has no checkpoint yet.")
+define.integer("seed", 0, "Seed of weights, masks, data order and augmentation.")
+define.float("momentum", 0.9, "Nesterov momentum.")
+define.integer("max_steps", 97656, "Training steps (x training_steps_multiplier).")
+define.float("l2", 5e-4, "L2 l2 * sum(w^2) / 2 on conv and dense kernels.")
+define.integer("resnet_depth", 16, "WideResNet depth, 6n + 4.")
+define.integer("resnet_width", 4, "WideResNet widening factor.")
+define.string("data_directory", "",
+              "tensorflow-datasets data dir; empty: its default.")
+define.integer("num_classes", 10, "10: CIFAR-10; 100: CIFAR-100.")
+define.integer("dataset_size", 50000, "Training images (epoch length).")
+define.integer("batch_size", 128, "Batch size.")
+define.integer("checkpoint_steps", 5000,
+               "Steps between checkpoints (and evaluations in train_and_eval).")
+define.integer("summaries_steps", 300, "Steps between progress lines and summaries.")
+define.boolean("per_class_metrics", True, "Per-class precision and recall at 1.")
+define.enum("mode", "train", list(MODES),
+            "train, eval (follow checkpoints until max_steps), train_and_eval or "
+            "eval_once.")
+define.string("eval_once_ckpt_prefix", "", "mode=eval_once: checkpoint inside the "
+              "run directory (e.g. model.ckpt-5000); empty: the latest.")
+define.integer("sparsity_begin_step", 20000, "prune: first pruning step.")
+define.integer("sparsity_end_step", 75000, "prune: last pruning step.")
+define.integer("pruning_frequency", 1000, "prune: steps between pruning updates.")
+define.float("end_sparsity", 0.9, "Target sparsity.")
+define.enum("training_method", "baseline", list(rigl.TRAINING_METHODS),
+            "Sparse training method.")
+define.boolean("prune_first_layer", False, "Sparsify the first convolution.")
+define.boolean("prune_last_layer", True, "Sparsify the logits layer.")
+script_flags.define_mask_update_flags(
+    define, maskupdate_end_step=75000, drop_fraction_anneal="constant")
+define.string("mask_init_method", "random",
+              "random, erdos_renyi or erdos_renyi_kernel.")
+define.float("training_steps_multiplier", 1.0, "Multiplies max_steps, the mask "
+             "update and pruning steps and the learning-rate boundaries.")
+
+
+def scaled(steps: int) -> int:
+  return int(steps * FLAGS.training_steps_multiplier)
+
+
+def run_directory() -> str:
+  """train_dir plus the original's folder stub (steps after the multiplier)."""
+  method = FLAGS.training_method
+  if method == "prune":
+    stub = [FLAGS.end_sparsity, scaled(FLAGS.sparsity_begin_step),
+            scaled(FLAGS.sparsity_end_step), FLAGS.pruning_frequency]
+  elif method in DENSE_START_METHODS:
+    stub = [0.0] * 4
+  else:
+    stub = [FLAGS.end_sparsity, scaled(FLAGS.maskupdate_begin_step),
+            scaled(FLAGS.maskupdate_end_step), FLAGS.maskupdate_frequency]
+  return os.path.join(FLAGS.train_dir, method, *map(str, stub))
+
+
+def validate_flags() -> None:
+  for name in ("batch_size", "max_steps", "dataset_size", "checkpoint_steps"):
+    if FLAGS[name].value <= 0:
+      raise ValueError(f"--{name} must be positive; got {FLAGS[name].value}.")
+  if FLAGS.training_steps_multiplier <= 0:
+    raise ValueError("--training_steps_multiplier must be positive.")
+  data.dataset_name(FLAGS.num_classes)
+  if os.path.isfile(FLAGS.train_dir):
+    raise ValueError(f"--train_dir={FLAGS.train_dir} is a file.")
+
+
+def create_optimizer(model: tf_keras.Model) -> rigl.SparseOptimizer:
+  rate = tf_keras.optimizers.schedules.PiecewiseConstantDecay(
+      [scaled(step) for step in LR_BOUNDARIES], list(LR_VALUES))
+  return rigl.create_sparse_optimizer(
+      FLAGS.training_method,
+      tf_keras.optimizers.SGD(rate, momentum=FLAGS.momentum, nesterov=True), model,
+      rigl.SparsityConfig(FLAGS.end_sparsity, FLAGS.mask_init_method,
+                          first_layer_sparsity=-1.0 if FLAGS.prune_first_layer else 0.0,
+                          last_layer_sparsity=-1.0 if FLAGS.prune_last_layer else 0.0),
+      **script_flags.mask_update_options(FLAGS, scaled),
+      pruning_begin_step=scaled(FLAGS.sparsity_begin_step),
+      pruning_end_step=scaled(FLAGS.sparsity_end_step),
+      pruning_frequency=FLAGS.pruning_frequency, seed=FLAGS.seed)
+
+
+def run_identity() -> dict[str, object]:
+  """The settings that define a run: a resumed run must match them."""
+  names = ("resnet_depth", "resnet_width", "num_classes", "training_method",
+           "end_sparsity", "mask_init_method", "prune_first_layer", "prune_last_layer",
+           "batch_size", "momentum", "l2", "drop_fraction", "drop_fraction_anneal",
+           "grow_init", "s_momentum", "rigl_acc_scale", "maskupdate_begin_step",
+           "maskupdate_end_step", "maskupdate_frequency", "sparsity_begin_step",
+           "sparsity_end_step", "pruning_frequency", "training_steps_multiplier", "seed")
+  return {name: FLAGS[name].value for name in names}
+
+
+def input_functions():
+  """(training, evaluation) input functions of the shared loop."""
+
+  def train_input(epoch: int, skip: int, context: tf.distribute.InputContext):
+    records = data.load_split(FLAGS.num_classes, data.TRAIN_SPLIT, FLAGS.data_directory,
+                              context)
+    return data.train_dataset(records, context.get_per_replica_batch_size(FLAGS.batch_size),
+                              FLAGS.seed, epoch, skip)
+
+  def eval_input(context: tf.distribute.InputContext):
+    records = data.load_split(FLAGS.num_classes, data.TEST_SPLIT, FLAGS.data_directory,
+                              context)
+    return data.eval_dataset(records, context.get_per_replica_batch_size(FLAGS.batch_size))
+
+  return train_input, eval_input
+
+
+def run() -> dict[str, object] | None:
+  """Runs the mode the flags name; returns the last evaluation's results, if any."""
+  validate_flags()
+  save_path = run_directory()
+  already_started = bool(tf.train.latest_checkpoint(save_path))
+  # Dropout then draws from a tf.random.Generator per layer, whose state the training
+  # loop checkpoints: a resumed run draws the dropout masks an uninterrupted one would.
+  tf_keras.backend.experimental.enable_tf_random_generator()
+  tf_keras.utils.set_random_seed(FLAGS.seed)
+  model = models.wide_resnet(FLAGS.resnet_depth, FLAGS.resnet_width, FLAGS.num_classes)
+  optimizer = create_optimizer(model)
+  if not already_started and FLAGS.mode in ("train", "train_and_eval"):
+    if FLAGS.load_mask_dir and FLAGS.training_method not in NO_MASK_LOAD_METHODS:
+      warm_start.load_masks(FLAGS.load_mask_dir, model, optimizer)
+    if FLAGS.initial_value_checkpoint:
+      warm_start.load_initial_values(FLAGS.initial_value_checkpoint, model, optimizer)
+  config = training.RunConfig(
+      train_steps=scaled(FLAGS.max_steps), global_batch_size=FLAGS.batch_size,
+      steps_per_epoch=max(FLAGS.dataset_size // FLAGS.batch_size, 1),
+      training_method=FLAGS.training_method, steps_per_eval=FLAGS.checkpoint_steps,
+      steps_per_checkpoint=FLAGS.checkpoint_steps, summary_steps=FLAGS.summaries_steps,
+      save_path=save_path, identity=run_identity(), l2_scale=FLAGS.l2,
+      keep_checkpoint_max=FLAGS.keep_checkpoint_max,
+      per_class_metrics=FLAGS.per_class_metrics, log=lambda line: print(line, flush=True))
+  trainer = training.Trainer(model, optimizer, config)
+  train_input, eval_input = input_functions()
+  if FLAGS.mode == "train":
+    trainer.restore_latest()
+    trainer.train(train_input, config.train_steps)
+    return None
+  if FLAGS.mode == "train_and_eval":
+    return training.train_and_evaluate(model, optimizer, train_input, eval_input, config,
+                                       trainer=trainer)
+  if FLAGS.mode == "eval":
+    return training.evaluate_checkpoints(trainer, eval_input, until_step=config.train_steps)
+  prefix = (os.path.join(save_path, FLAGS.eval_once_ckpt_prefix)
+            if FLAGS.eval_once_ckpt_prefix else tf.train.latest_checkpoint(save_path))
+  if not prefix:
+    raise ValueError(f"--mode=eval_once: {save_path} holds no checkpoint.")
+  trainer.restore(prefix)
+  return trainer.write_results(trainer.evaluate(eval_input), {"checkpoint": prefix})
+
+
+if __name__ == "__main__":
+  script_flags.run(run, FLAGS)
