@@ -3,14 +3,17 @@
 Typical use::
 
     model = ...  # any built tf_keras model
-    optimizer = rigl.SparseRigL(
-        tf_keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True), model,
-        rigl.SparsityConfig(sparsity=0.9, distribution="erdos_renyi_kernel"),
+    optimizer = rigl.sparsify(
+        model, tf_keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+        method="rigl", sparsity=0.9, distribution="erdos_renyi_kernel",
         schedule=rigl.MaskUpdateSchedule(end_step=25000, drop_fraction_anneal="cosine"))
     model.compile(optimizer=optimizer, loss=...)
+    model.fit(..., callbacks=[rigl.SparsitySummaries(log_dir)])
 """
 
+from rigl.callbacks import SparsitySummaries
 from rigl.schedules import MaskUpdateSchedule
+from rigl.sparse_kernels import KernelSelector
 from rigl.sparse_optimizer_base import DynamicSparseOptimizer
 from rigl.sparse_optimizer_base import SparseOptimizer
 from rigl.sparse_optimizers import DenseBaseline
@@ -24,12 +27,14 @@ from rigl.sparse_optimizers import SparseSnip
 from rigl.sparse_optimizers import SparseStatic
 from rigl.sparse_optimizers import TRAINING_METHODS
 from rigl.sparse_optimizers import create_sparse_optimizer
+from rigl.sparse_optimizers import sparsify
 from rigl.sparsity import SparsityConfig
 from rigl.sparsity import get_sparsities
 
 __all__ = [
-    "DenseBaseline", "DynamicSparseOptimizer", "MaskUpdateSchedule", "SparseDNW",
-    "SparseMomentum", "SparseOptimizer", "SparsePrune", "SparseRigL", "SparseScratch",
-    "SparseSET", "SparseSnip", "SparseStatic", "SparsityConfig", "TRAINING_METHODS",
-    "create_sparse_optimizer", "get_sparsities",
+    "DenseBaseline", "DynamicSparseOptimizer", "KernelSelector", "MaskUpdateSchedule",
+    "SparseDNW", "SparseMomentum", "SparseOptimizer", "SparsePrune", "SparseRigL",
+    "SparseScratch", "SparseSET", "SparseSnip", "SparseStatic", "SparsityConfig",
+    "SparsitySummaries", "TRAINING_METHODS", "create_sparse_optimizer", "get_sparsities",
+    "sparsify",
 ]

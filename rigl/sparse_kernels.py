@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import re
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -15,6 +16,59 @@ from rigl import stateless_random
 DEFAULT_LAYER_TYPES = (tf_keras.layers.Conv2D, tf_keras.layers.Dense)
 # Depthwise kernels are never sparsified (a depthwise filter has one input channel).
 NEVER_SPARSIFIED = (tf_keras.layers.DepthwiseConv2D,)
+
+LayerPredicate = Callable[[tf_keras.layers.Layer], bool]
+
+
+@dataclasses.dataclass(frozen=True)
+class KernelSelector:
+  """Which layers' `kernel`s are sparsified: those meeting every given condition.
+
+  Depthwise convolutions are never selected, whatever the conditions.
+
+  Attributes:
+    layer_types: layer classes (subclasses included) whose kernels may be sparsified.
+    name_pattern: a regular expression searched in the layer name (`re.search`; anchor
+      it with `^...$` to match whole names), or None for any name.
+    predicate: `predicate(layer) -> bool`, or None for any layer.
+  """
+  layer_types: tuple[type, ...] = DEFAULT_LAYER_TYPES
+  name_pattern: str | None = None
+  predicate: LayerPredicate | None = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "layer_types", tuple(self.layer_types))
+    if self.name_pattern is not None:
+      re.compile(self.name_pattern)  # An invalid pattern fails here, not mid-search.
+
+  def selects(self, layer: tf_keras.layers.Layer) -> bool:
+    if not isinstance(layer, self.layer_types) or isinstance(layer, NEVER_SPARSIFIED):
+      return False
+    if self.name_pattern is not None and not re.search(self.name_pattern, layer.name):
+      return False
+    return self.predicate is None or bool(self.predicate(layer))
+
+
+# What `select` arguments accept: a selector, layer classes, or a predicate on layers
+# of the default types.
+Selection = Union[KernelSelector, type, Sequence[type], LayerPredicate, None]
+
+
+def as_selector(select: Selection) -> KernelSelector:
+  """The `KernelSelector` that a `select` argument stands for (None: the default)."""
+  if select is None:
+    return KernelSelector()
+  if isinstance(select, KernelSelector):
+    return select
+  if isinstance(select, type):
+    return KernelSelector(layer_types=(select,))
+  if callable(select):
+    return KernelSelector(predicate=select)
+  if (isinstance(select, (list, tuple)) and select
+      and all(isinstance(item, type) for item in select)):
+    return KernelSelector(layer_types=tuple(select))
+  raise TypeError("`select` must be a KernelSelector, layer classes or a predicate on "
+                  f"layers; got {select!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,20 +82,24 @@ class LayerKernel:
     return tuple(self.kernel.shape.as_list())
 
 
-def find_kernels(model: tf_keras.Model,
-                 layer_types: Sequence[type] = DEFAULT_LAYER_TYPES) -> list[LayerKernel]:
-  """The kernels of `layer_types` layers of a built model, in model order.
+def find_kernels(model: tf_keras.Model, select: Selection = None) -> list[LayerKernel]:
+  """The kernels of the layers `select` picks in a built model, in model order.
 
-  Nested models and layers are searched recursively. Layer names must be unique,
-  since sparsities and masks are keyed by them.
+  Nested models and layers are searched recursively. `select` is anything
+  `as_selector` accepts; by default every Conv2D and Dense kernel. Layer names must be
+  unique, since sparsities and masks are keyed by them.
   """
+  selector = as_selector(select)
   if not model.built:
     raise ValueError("The model must be built (called on data or given an input shape) "
                      "before its kernels can be sparsified.")
   kernels, seen = [], set()
   for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
-    if not isinstance(layer, tuple(layer_types)) or isinstance(layer, NEVER_SPARSIFIED):
+    if not selector.selects(layer):
       continue
+    if getattr(layer, "kernel", None) is None:
+      raise ValueError(f"Layer {layer.name!r} was selected for sparsification but has no "
+                       "`kernel` variable.")
     if layer.name in seen:
       raise ValueError(f"Two sparsifiable layers are named {layer.name!r}; layer names "
                        "must be unique.")

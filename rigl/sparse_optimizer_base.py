@@ -20,7 +20,6 @@ same masks without further communication.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -48,10 +47,12 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
 
   Args:
     optimizer: the tf_keras optimizer that updates the weights (current or legacy).
-    model: a built Keras model whose `Conv2D`/`Dense` kernels are sparsified.
+    model: a built Keras model whose selected kernels are sparsified.
     sparsity: per-layer sparsity settings (target, distribution, exceptions).
     seed: seeds the initial masks and offsets every stateless random draw.
-    layer_types: the layer classes whose kernels are sparsified.
+    select: which layers' kernels are sparsified: a `rigl.KernelSelector`, layer
+      classes, or a predicate on layers (see `sparse_kernels.as_selector`); by default
+      every `Conv2D` and `Dense` kernel.
     name: the optimizer's name.
   """
 
@@ -62,8 +63,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
 
   def __init__(self, optimizer: tf_keras.optimizers.Optimizer, model: tf_keras.Model,
                sparsity: sparsity_lib.SparsityConfig | None = None, *, seed: int = 0,
-               layer_types: Sequence[type] = sparse_kernels.DEFAULT_LAYER_TYPES,
-               name: str | None = None):
+               select: sparse_kernels.Selection = None, name: str | None = None):
     if not isinstance(optimizer, (tf_keras.optimizers.Optimizer,
                                   tf_keras.optimizers.legacy.Optimizer)):
       raise TypeError(f"`optimizer` must be a tf_keras optimizer; got {optimizer!r}.")
@@ -74,7 +74,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     self._legacy = not isinstance(optimizer, tf_keras.optimizers.Optimizer)
     self.sparsity_config = sparsity or sparsity_lib.SparsityConfig()
     self.seed = int(seed)
-    candidates = sparse_kernels.find_kernels(model, layer_types)
+    candidates = sparse_kernels.find_kernels(model, select)
     shapes = {layer.name: layer.shape for layer in candidates}
     self.layer_sparsities = self._no_dependency(
         self.sparsity_config.layer_sparsities(shapes) if self.sparsifies else {})
@@ -134,7 +134,8 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
   @property
   def variables(self):
     own = list(self._masks.values()) + self._state_variables()
-    return CallableList(list(self._optimizer.variables) + own)
+    # A legacy optimizer's `variables` is a method; the current one's a callable list.
+    return CallableList(list(self._optimizer.variables()) + own)
 
   def _state_variables(self) -> list[tf.Variable]:
     """Method-specific variables, for `variables`."""
@@ -170,6 +171,14 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
   def kernels(self) -> dict[str, tf.Variable]:
     """The sparsified kernel of every masked layer, keyed by layer name."""
     return {layer.name: layer.kernel for layer in self._layers}
+
+  def initial_masks(self) -> dict[str, np.ndarray]:
+    """The masks this optimizer was built with, keyed by layer name.
+
+    Recomputed from the seed and sparsities (no state is kept for them), so they are
+    the same after a restart from a checkpoint.
+    """
+    return {layer.name: self._initial_mask(layer) for layer in self._layers}
 
   # ----- the training step ----------------------------------------------------------
 

@@ -21,6 +21,7 @@ import tf_keras
 from rigl import grow_init as grow_init_lib
 from rigl import mask_ops
 from rigl import schedules
+from rigl import sparse_kernels
 from rigl import sparsity as sparsity_lib
 from rigl.sparse_optimizer_base import DynamicSparseOptimizer
 from rigl.sparse_optimizer_base import SparseOptimizer
@@ -301,16 +302,18 @@ def create_sparse_optimizer(training_method: str, optimizer: tf_keras.optimizers
                             s_momentum: float = 0.9, rigl_acc_scale: float = 0.0,
                             pruning_begin_step: int = 0, pruning_end_step: int = 10000,
                             pruning_frequency: int = 100, threshold_decay: float = 0.0,
-                            seed: int = 0) -> SparseOptimizer:
+                            seed: int = 0,
+                            select: sparse_kernels.Selection = None) -> SparseOptimizer:
   """Builds the sparse optimizer of `training_method` from flag-style settings.
 
-  Settings a method does not use are ignored, as in the original scripts.
+  Settings a method does not use are ignored, as in the original scripts. `select`
+  chooses the sparsified kernels (see `SparseOptimizer`).
   """
   if training_method not in TRAINING_METHODS:
     raise ValueError(f"Unknown `training_method` {training_method!r}; allowed values: "
                      f"{', '.join(TRAINING_METHODS)}.")
   cls = TRAINING_METHODS[training_method]
-  kwargs = {"seed": seed}
+  kwargs = {"seed": seed, "select": select}
   if issubclass(cls, DynamicSparseOptimizer):
     kwargs.update(schedule=schedule, grow_init=grow_init)
   if cls is SparseMomentum:
@@ -321,3 +324,36 @@ def create_sparse_optimizer(training_method: str, optimizer: tf_keras.optimizers
     kwargs.update(begin_step=pruning_begin_step, end_step=pruning_end_step,
                   pruning_frequency=pruning_frequency, threshold_decay=threshold_decay)
   return cls(optimizer, model, sparsity, **kwargs)
+
+
+def sparsify(model: tf_keras.Model, optimizer: tf_keras.optimizers.Optimizer,
+             method: str = "rigl", sparsity: float | sparsity_lib.SparsityConfig = 0.9,
+             distribution: str = sparsity_lib.ERDOS_RENYI_KERNEL, *,
+             schedule: schedules.MaskUpdateSchedule | None = None,
+             select: sparse_kernels.Selection = None, seed: int = 0,
+             **method_options) -> SparseOptimizer:
+  """Wraps `optimizer` so that it trains a sparse version of `model` with `method`.
+
+  Zeroes the masked weights of `model` at once; compile the model with the returned
+  optimizer and train it with `model.fit` as usual.
+
+  Args:
+    model: a built tf_keras model (Sequential, functional or subclassed).
+    optimizer: the tf_keras optimizer that updates the weights.
+    method: a key of `TRAINING_METHODS` (`rigl`, `set`, `momentum`, `static`, ...).
+    sparsity: the overall target sparsity, or a full `SparsityConfig` (which then also
+      gives the distribution and layer exceptions).
+    distribution: how `sparsity` is spread over layers (`sparsity.DISTRIBUTIONS`).
+    schedule: mask-update timing and drop fraction of the dynamic methods.
+    select: which layers' kernels are sparsified (see `SparseOptimizer`).
+    seed: seeds the initial masks and every random draw of the method.
+    **method_options: further keywords of `create_sparse_optimizer` (`grow_init`,
+      `rigl_acc_scale`, `s_momentum`, `pruning_begin_step`, ...).
+
+  Returns:
+    The sparse optimizer; `.masks` and `.layer_sparsities` are keyed by layer name.
+  """
+  if not isinstance(sparsity, sparsity_lib.SparsityConfig):
+    sparsity = sparsity_lib.SparsityConfig(sparsity=sparsity, distribution=distribution)
+  return create_sparse_optimizer(method, optimizer, model, sparsity, schedule=schedule,
+                                 select=select, seed=seed, **method_options)

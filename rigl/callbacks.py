@@ -1,0 +1,225 @@
+"""`SparsitySummaries`: TensorBoard summaries of a sparse model trained with `model.fit`.
+
+Every `update_freq` batches (or at the end of every epoch) the callback writes, at the
+sparse optimizer's step:
+
+| tag                               | value                                              |
+| global_sparsity                   | masked-out share of all sparsified, Conv2D and     |
+|                                   | Dense kernel weights (unmasked kernels are dense)  |
+| sparsity/<layer>, density/<layer> | share of the layer's mask that is 0, and 1         |
+| drop_fraction                     | the schedule's drop fraction (dynamic methods)     |
+| grown[/<layer>]                   | connections activated since the previous write     |
+| dropped[/<layer>]                 | connections deactivated since the previous write   |
+| mask_churn[/<layer>]              | share of the active connections that were not      |
+|                                   | active in the initial mask (0: none rewired)       |
+| inference_flops                   | FLOPs of one sparse forward pass (`rigl.flops`)    |
+| training_flops_per_example        | training FLOPs per example since training began    |
+| training_flops                    | the same times `batch_size`, when it is given      |
+
+A connection dropped and regrown in the same update leaves the mask unchanged and is
+counted in neither `grown` nor `dropped`. Training FLOPs follow `rigl.flops`: batches on
+which the optimizer changed masks instead of stepping (RigL, SNIP) cost a dense weight
+gradient. They are counted from the batches this callback saw, so they restart from 0
+in a new process (every other value is derived from the optimizer's checkpointed state).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+import tf_keras
+
+from rigl import flops
+from rigl import sparse_kernels
+from rigl import sparse_optimizers
+from rigl import summaries
+from rigl.sparse_optimizer_base import SparseOptimizer
+
+EPOCH = "epoch"
+# Batches between two samples of the sparse FLOPs (each reads every mask).
+FLOPS_SAMPLE_BATCHES = 100
+# The FLOPs rule of a sparse optimizer that is no known method's (3 sparse passes).
+DEFAULT_FLOPS_METHOD = "scratch"
+
+Masks = dict[str, np.ndarray]
+
+
+def read_masks(optimizer: SparseOptimizer) -> Masks:
+  """The optimizer's masks as boolean arrays (True: active), keyed by layer name."""
+  return {name: mask.numpy() > 0 for name, mask in optimizer.masks.items()}
+
+
+def mask_changes(before: Masks, after: Masks) -> tuple[dict[str, int], dict[str, int]]:
+  """Per layer, the connections (grown, dropped) from the masks `before` to `after`."""
+  grown = {name: int(np.sum(after[name] & ~before[name])) for name in after}
+  dropped = {name: int(np.sum(before[name] & ~after[name])) for name in after}
+  return grown, dropped
+
+
+def mask_churn(initial: Masks, current: Masks) -> tuple[float, dict[str, float]]:
+  """The share of active connections not active initially: overall and per layer."""
+  new = {name: int(np.sum(current[name] & ~initial[name])) for name in current}
+  active = {name: int(np.sum(current[name])) for name in current}
+  per_layer = {name: new[name] / max(active[name], 1) for name in current}
+  return sum(new.values()) / max(sum(active.values()), 1), per_layer
+
+
+def flops_method(optimizer: SparseOptimizer) -> str:
+  """The `rigl.flops` training method whose cost rule fits `optimizer`."""
+  methods = {cls: name for name, cls in sparse_optimizers.TRAINING_METHODS.items()}
+  for cls in type(optimizer).__mro__:
+    if cls in methods:
+      return methods[cls]
+  return DEFAULT_FLOPS_METHOD
+
+
+@dataclasses.dataclass(frozen=True)
+class _FlopsRule:
+  """How training FLOPs of the model are counted: its layers, method and dense cost."""
+  specs: list[flops.LayerSpec]
+  method: str
+  dense_flops: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Sample:
+  """Where training stood when the sparse FLOPs were last read."""
+  batches: int
+  step: int
+  sparse_flops: float
+
+
+class SparsitySummaries(tf_keras.callbacks.Callback):
+  """Writes the masks' sparsity, churn and FLOPs of a sparse run to TensorBoard.
+
+  The model must be compiled with a `rigl.SparseOptimizer` (see the module docstring
+  for the tags). It may come before or after `BackupAndRestore` in the callback list:
+  it first reads the optimizer once every callback's `on_train_begin` has run.
+
+  Args:
+    log_dir: directory of the event files.
+    update_freq: `"epoch"`, or write every this many batches (and at the end).
+    batch_size: examples per batch; when given, total `training_flops` are written too.
+    mask_images: also write every mask as an image.
+  """
+
+  def __init__(self, log_dir: str, update_freq: int | str = EPOCH,
+               batch_size: int | None = None, mask_images: bool = False):
+    super().__init__()
+    if update_freq != EPOCH and (not isinstance(update_freq, int) or update_freq <= 0):
+      raise ValueError(f"`update_freq` must be 'epoch' or a positive number of batches; "
+                       f"got {update_freq!r}.")
+    self.log_dir = str(log_dir)
+    self.update_freq = update_freq
+    self.batch_size = batch_size
+    self.mask_images = mask_images
+    self.training_flops_per_example = 0.0
+    self._writer = None
+    self._started = False
+
+  # ----- Keras hooks ------------------------------------------------------------------
+
+  def on_train_begin(self, logs=None):
+    optimizer = self.model.optimizer
+    if not isinstance(optimizer, SparseOptimizer):
+      raise TypeError("SparsitySummaries needs a model compiled with a rigl sparse "
+                      f"optimizer; got {type(optimizer).__name__}.")
+    self._writer = tf.summary.create_file_writer(self.log_dir)
+    self._initial = {name: mask > 0 for name, mask in optimizer.initial_masks().items()}
+    self._total_weights = sum(mask.size for mask in self._initial.values()) + sum(
+        int(np.prod(layer.shape)) for layer in sparse_kernels.find_kernels(self.model)
+        if layer.name not in self._initial)
+    self._flops = self._flops_rule(optimizer)
+    self._started = False
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if not self._started:  # Every on_train_begin has run: restored state is in place.
+      self._started = True
+      self._previous = read_masks(self.model.optimizer)
+      self._last_write = self._batches()
+      self._sample = self._flops_sample(self._previous)
+
+  def on_train_batch_end(self, batch, logs=None):
+    batches = self._batches()
+    if self.update_freq != EPOCH and batches - self._last_write >= self.update_freq:
+      self._write()
+    elif batches - self._sample.batches >= FLOPS_SAMPLE_BATCHES:
+      self._add_training_flops(read_masks(self.model.optimizer))
+
+  def on_epoch_end(self, epoch, logs=None):
+    if self.update_freq == EPOCH:
+      self._write()
+
+  def on_train_end(self, logs=None):
+    if self._started and self._batches() > self._last_write:
+      self._write()
+    self._writer.close()
+
+  # ----- summaries --------------------------------------------------------------------
+
+  def _batches(self) -> int:
+    """Training batches of this `fit` (restored with the model by BackupAndRestore)."""
+    return int(self.model._train_counter.numpy())  # pylint: disable=protected-access
+
+  def _write(self) -> None:
+    optimizer = self.model.optimizer
+    masks = read_masks(optimizer)
+    self._add_training_flops(masks)
+    step = self._sample.step
+    per_layer = {name: 1.0 - float(np.mean(mask)) for name, mask in masks.items()}
+    zeros = sum(int(np.sum(~mask)) for mask in masks.values())
+    summaries.write_sparsity(self._writer, step, optimizer, zeros / self._total_weights,
+                             per_layer, mask_images=self.mask_images)
+    grown, dropped = mask_changes(self._previous, masks)
+    churn, churn_per_layer = mask_churn(self._initial, masks)
+    scalars = {"grown": sum(grown.values()), "dropped": sum(dropped.values()),
+               "mask_churn": churn}
+    for name in masks:
+      scalars.update({f"density/{name}": 1.0 - per_layer[name], f"grown/{name}": grown[name],
+                      f"dropped/{name}": dropped[name],
+                      f"mask_churn/{name}": churn_per_layer[name]})
+    if self._flops is not None:
+      scalars.update(inference_flops=self._sample.sparse_flops,
+                     training_flops_per_example=self.training_flops_per_example)
+      if self.batch_size:
+        scalars["training_flops"] = self.batch_size * self.training_flops_per_example
+    summaries.write_scalars(self._writer, step, scalars)
+    self._previous = masks
+    self._last_write = self._sample.batches
+
+  # ----- FLOPs ------------------------------------------------------------------------
+
+  def _flops_rule(self, optimizer: SparseOptimizer) -> _FlopsRule | None:
+    try:
+      specs = flops.layer_specs(self.model)
+    except (AttributeError, RuntimeError) as error:
+      # Convolutions of subclassed models have no recorded output size.
+      logging.warning("SparsitySummaries writes no FLOPs for this model: %s", error)
+      return None
+    return _FlopsRule(specs, flops_method(optimizer), flops.count(specs, {}).flops)
+
+  def _flops_sample(self, masks: Masks) -> _Sample:
+    sparse_flops = (flops.count(self._flops.specs, flops.mask_sparsities(masks)).flops
+                    if self._flops else 0.0)
+    return _Sample(self._batches(), int(self.model.optimizer.iterations.numpy()),
+                   sparse_flops)
+
+  def _add_training_flops(self, masks: Masks) -> None:
+    """Counts the batches since the last sample, at the mean of its two sparse FLOPs.
+
+    Batches that took no optimizer step changed the masks instead.
+    """
+    now = self._flops_sample(masks)
+    if self._flops is not None:
+      calls, steps = now.batches - self._sample.batches, now.step - self._sample.step
+      cost = functools.partial(flops.step_flops_per_example, self._flops.method,
+                               self._flops.dense_flops,
+                               (self._sample.sparse_flops + now.sparse_flops) / 2)
+      self.training_flops_per_example += (steps * cost() +
+                                          (calls - steps) * cost(is_mask_update=True))
+    self._sample = now
+
