@@ -1,0 +1,336 @@
+"""Exports a training run's model as a SavedModel or a TFLite flatbuffer.
+
+Masked weights are exact zeros in the Keras kernels, so the model alone is the sparse
+model: the export rebuilds it from the run directory's `run_config.json` (written by the
+ImageNet, CIFAR-10 and MNIST scripts), restores only its variables from a
+`model.ckpt-<step>` checkpoint, and writes it with a `serving_default` signature that
+maps a float32 batch `inputs` to `logits` (inference mode). TFLite weights are stored
+in TFLite's sparse tensor encoding by default, where the converter finds that smaller;
+the interpreter expands them to dense weights before computing with them, so the
+encoding shrinks the file, not the computation (`benchmarks/tflite_latency.py`).
+
+A name-based TF1 checkpoint of the original code is loaded with
+`rigl.checkpoints.restore_tf1_checkpoint`; it has no run configuration, so its
+architecture is named with `--model_architecture` (any of `rigl.models.ARCHITECTURES`,
+built with its default settings), which also overrides a run's `run_config.json`.
+
+The report sets the written file's size beside the analytic dense and sparse sizes of
+`rigl.flops` (32-bit weights; a sparse layer stores its non-zeros plus a 1-bit mask).
+
+Command line::
+
+  python -m rigl.export --checkpoint=/tmp/run --format=tflite --output=/tmp/model.tflite
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import sys
+from typing import Any, Mapping, Sequence
+
+import tensorflow as tf
+import tf_keras
+
+from rigl import checkpoints
+from rigl import flops
+from rigl import models
+from rigl import sparse_kernels
+from rigl import training
+
+SAVED_MODEL, TFLITE = "saved_model", "tflite"
+FORMATS = (SAVED_MODEL, TFLITE)
+INPUT_NAME, OUTPUT_NAME = "inputs", "logits"
+SIGNATURE_KEY = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
+BITS_PER_BYTE = 8
+BYTES_PER_MEGABYTE = flops.BITS_PER_MEGABYTE / BITS_PER_BYTE
+IMAGE_CHANNELS = 3
+# Keys of run_config.json that tell which script wrote it.
+IMAGENET_KEY = "model_architecture"
+CIFAR10_KEY = "resnet_width"
+MNIST_KEY = "network_type"
+IMAGENET_ARCHITECTURES = ("resnet", "mobilenet_v1", "mobilenet_v2")
+MNIST_NETWORKS = {"fc": "mnist_fc", "lenet5": "lenet5"}
+# Restore errors list every unmatched object; the message keeps their beginning.
+MAX_ERROR_CHARS = 500
+CHECKPOINT_STEP = re.compile(re.escape(training.CHECKPOINT_NAME) + r"-(\d+)\.index$")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportReport:
+  """What was written, and how its size compares with the analytic accounting.
+
+  Attributes:
+    path: the SavedModel directory or TFLite file.
+    format: one of `FORMATS`.
+    file_bytes: bytes on disk (all files of a SavedModel).
+    dense_bytes: `rigl.flops` size of the counted layers with every weight stored.
+    sparse_bytes: `rigl.flops` size at the kernels' sparsities (non-zeros + masks).
+    sparsity: zero weights over all counted weights.
+  """
+  path: str
+  format: str
+  file_bytes: int
+  dense_bytes: float
+  sparse_bytes: float
+  sparsity: float
+
+  def lines(self) -> list[str]:
+    def size(num_bytes: float) -> str:
+      return f"{num_bytes:,.0f} bytes ({num_bytes / BYTES_PER_MEGABYTE:.3f} MB)"
+
+    return [f"wrote {self.format} {self.path}",
+            f"  file size             {size(self.file_bytes)}",
+            f"  analytic dense size   {size(self.dense_bytes)}",
+            f"  analytic sparse size  {size(self.sparse_bytes)}",
+            f"  weight sparsity       {self.sparsity:.4f}"]
+
+
+# ----- loading a run ------------------------------------------------------------------
+
+def resolve_checkpoint(checkpoint: str) -> str:
+  """The checkpoint prefix `checkpoint` names: itself, or a run directory's latest.
+
+  A directory's latest checkpoint is the one its `checkpoint` file names, or, when
+  that file is missing or stale (a copied run), the highest-step `model.ckpt-<step>`.
+  """
+  if tf.io.gfile.isdir(checkpoint):
+    prefix = tf.train.latest_checkpoint(checkpoint)
+    if prefix:
+      return prefix
+    steps = {}
+    for name in tf.io.gfile.listdir(checkpoint):
+      match = CHECKPOINT_STEP.match(name)
+      if match:
+        steps[int(match.group(1))] = os.path.join(checkpoint, name[:-len(".index")])
+    if not steps:
+      raise ValueError(f"--checkpoint={checkpoint}: the directory holds no checkpoint.")
+    return steps[max(steps)]
+  if not tf.io.gfile.exists(checkpoint + ".index"):
+    raise ValueError(f"--checkpoint={checkpoint}: neither a run directory nor a "
+                     f"checkpoint prefix (no {checkpoint}.index).")
+  return checkpoint
+
+
+def read_run_config(prefix: str) -> dict[str, Any]:
+  """The `run_config.json` next to the checkpoint `prefix`."""
+  path = os.path.join(os.path.dirname(prefix), training.RUN_CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    raise ValueError(f"--checkpoint={prefix}: no {training.RUN_CONFIG_FILE} next to it "
+                     f"({path}); name the architecture with --model_architecture.")
+  with tf.io.gfile.GFile(path) as file:
+    try:
+      return json.load(file)
+    except json.JSONDecodeError as error:
+      raise ValueError(f"--checkpoint={prefix}: {path} is not JSON: {error}") from None
+
+
+def build_model(settings: Mapping[str, Any],
+                source: str = training.RUN_CONFIG_FILE) -> tf_keras.Model:
+  """The model the training script that wrote `settings` built.
+
+  Raises:
+    ValueError: naming `source` and the setting it lacks or holds wrongly.
+  """
+  def get(key: str) -> Any:
+    if key not in settings:
+      raise ValueError(f"{source} has no `{key}`, which the model needs.")
+    return settings[key]
+
+  if IMAGENET_KEY in settings:  # imagenet_resnet/imagenet_train_eval.py
+    architecture = settings[IMAGENET_KEY]
+    if architecture not in IMAGENET_ARCHITECTURES:
+      raise ValueError(f"{source}: unknown `{IMAGENET_KEY}` {architecture!r}.")
+    width = get("width") if get("width") > 0 else 1.0
+    shape = (get("image_size"), get("image_size"), IMAGE_CHANNELS)
+    if architecture == "resnet":
+      return models.resnet(get("resnet_depth"), width, get("num_label_classes"), shape)
+    if architecture == "mobilenet_v1":
+      return models.mobilenet_v1(width, get("num_label_classes"), shape)
+    return models.mobilenet_v2(width, get("num_label_classes"), shape,
+                               expansion_factor=get("expansion_factor"))
+  if CIFAR10_KEY in settings:  # cifar10/cifar10_train_eval.py
+    return models.wide_resnet(get("resnet_depth"), settings[CIFAR10_KEY],
+                              get("num_classes"))
+  if MNIST_KEY in settings:  # mnist/mnist_train_eval.py
+    network = MNIST_NETWORKS.get(settings[MNIST_KEY])
+    if network is None:
+      raise ValueError(f"{source}: unknown `{MNIST_KEY}` {settings[MNIST_KEY]!r}.")
+    return models.build(network)
+  raise ValueError(f"{source} names no model: it has none of `{IMAGENET_KEY}`, "
+                   f"`{CIFAR10_KEY}`, `{MNIST_KEY}`.")
+
+
+def restore_model(model: tf_keras.Model, prefix: str) -> None:
+  """Restores `model`'s variables (only those) from a TF2 or TF1 checkpoint.
+
+  Raises:
+    ValueError: naming the checkpoint when it does not hold every model variable.
+  """
+  try:
+    if checkpoints.is_tf1_checkpoint(prefix):
+      checkpoints.restore_tf1_checkpoint(prefix, model)
+      return
+    status = tf.train.Checkpoint(model=model).restore(prefix)
+    status.assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
+    raise ValueError(f"--checkpoint={prefix} does not hold this model's variables: "
+                     f"{str(error)[:MAX_ERROR_CHARS]}") from None
+  status.expect_partial()
+
+
+def load_run_model(checkpoint: str, model_architecture: str | None = None
+                   ) -> tuple[tf_keras.Model, dict[str, Any]]:
+  """Rebuilds a run's model and restores its weights.
+
+  Args:
+    checkpoint: a run directory (its latest checkpoint) or a checkpoint prefix.
+    model_architecture: build this `rigl.models` architecture with its defaults
+      instead of reading `run_config.json`.
+
+  Returns:
+    The model, and the settings it was built from (`run_config.json`'s, or
+    `{"model_architecture": model_architecture}`).
+  """
+  prefix = resolve_checkpoint(checkpoint)
+  if model_architecture:
+    if model_architecture not in models.ARCHITECTURES:
+      raise ValueError(f"Unknown --model_architecture {model_architecture!r}; allowed "
+                       f"values: {', '.join(models.ARCHITECTURES)}.")
+    settings = {"model_architecture": model_architecture}
+    model = models.build(model_architecture)
+  else:
+    settings = read_run_config(prefix)
+    model = build_model(settings)
+  restore_model(model, prefix)
+  return model, settings
+
+
+# ----- writing ------------------------------------------------------------------------
+
+def serving_function(model: tf_keras.Model) -> tf.types.experimental.ConcreteFunction:
+  """`inputs` (any batch size) -> {`logits`}, in inference mode."""
+  spec = tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, INPUT_NAME)
+
+  @tf.function(input_signature=[spec])
+  def serve(inputs):
+    return {OUTPUT_NAME: model(inputs, training=False)}
+
+  return serve.get_concrete_function()
+
+
+def _path_bytes(path: str) -> int:
+  """Size of a file, or of every file under a directory."""
+  if not tf.io.gfile.isdir(path):
+    return tf.io.gfile.stat(path).length
+  return sum(tf.io.gfile.stat(os.path.join(directory, name)).length
+             for directory, _, names in tf.io.gfile.walk(path) for name in names)
+
+
+def export_saved_model(model: tf_keras.Model, path: str) -> int:
+  """Writes `model` as a SavedModel directory; returns its size in bytes."""
+  tf.saved_model.save(model, path, signatures={SIGNATURE_KEY: serving_function(model)})
+  return _path_bytes(path)
+
+
+def tflite_flatbuffer(model: tf_keras.Model, sparse: bool = True) -> bytes:
+  """`model` converted to TFLite (float32), with sparse weight encoding if `sparse`."""
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [serving_function(model)], model)
+  if sparse:
+    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+  return converter.convert()
+
+
+def export_tflite(model: tf_keras.Model, path: str, sparse: bool = True) -> int:
+  """Writes `model` as a TFLite flatbuffer; returns its size in bytes."""
+  flatbuffer = tflite_flatbuffer(model, sparse)
+  directory = os.path.dirname(path)
+  if directory:
+    tf.io.gfile.makedirs(directory)
+  with tf.io.gfile.GFile(path, "wb") as file:
+    file.write(flatbuffer)
+  return len(flatbuffer)
+
+
+def kernel_sparsities(model: tf_keras.Model) -> dict[str, float]:
+  """Each conv/dense layer's fraction of zero weights (masked weights are zeros)."""
+  return flops.mask_sparsities({layer.name: layer.kernel.numpy() != 0
+                                for layer in sparse_kernels.find_kernels(model)})
+
+
+def size_accounting(model: tf_keras.Model) -> tuple[flops.ModelStats, flops.ModelStats]:
+  """`rigl.flops` statistics of `model` dense, and at its kernels' sparsities."""
+  specs = flops.layer_specs(model)
+  return flops.count(specs, {}), flops.count(specs, kernel_sparsities(model))
+
+
+def export(checkpoint: str, export_format: str, output: str, *,
+           model_architecture: str | None = None, sparse: bool = True) -> ExportReport:
+  """Loads a run's model (see `load_run_model`) and writes it in `export_format`.
+
+  `sparse=False` stores TFLite weights dense (e.g. as a size baseline).
+  """
+  if export_format not in FORMATS:
+    raise ValueError(f"Unknown --format {export_format!r}; allowed values: "
+                     f"{', '.join(FORMATS)}.")
+  if not sparse and export_format != TFLITE:
+    raise ValueError("--dense_weights applies to --format=tflite only.")
+  if not output:
+    raise ValueError("--output is empty; name the file or directory to write.")
+  model, _ = load_run_model(checkpoint, model_architecture)
+  if export_format == SAVED_MODEL:
+    file_bytes = export_saved_model(model, output)
+  else:
+    file_bytes = export_tflite(model, output, sparse)
+  dense, sparse_stats = size_accounting(model)
+  return ExportReport(output, export_format, file_bytes,
+                      dense.size_bits / BITS_PER_BYTE,
+                      sparse_stats.size_bits / BITS_PER_BYTE, sparse_stats.sparsity)
+
+
+# ----- command line -------------------------------------------------------------------
+
+class _ArgumentParser(argparse.ArgumentParser):
+  """Reports a usage error in one line, as the export's own errors are."""
+
+  def error(self, message: str):
+    self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Exports as the flags say; prints the report, or one error line and returns 1."""
+  parser = _ArgumentParser(prog="python -m rigl.export",
+                           description=__doc__.split("\n\n", 1)[0])
+  parser.add_argument("--checkpoint", required=True,
+                      help="run directory (its latest checkpoint) or checkpoint prefix")
+  parser.add_argument("--format", required=True, help=" or ".join(FORMATS))
+  parser.add_argument("--output", required=True,
+                      help="SavedModel directory or TFLite file to write")
+  parser.add_argument("--model_architecture", default="",
+                      help="build this rigl.models architecture with its defaults "
+                           "instead of reading run_config.json: "
+                           + ", ".join(models.ARCHITECTURES))
+  parser.add_argument("--dense_weights", action="store_true",
+                      help="TFLite: store weights dense (no sparse encoding)")
+  args = parser.parse_args(argv)
+  try:
+    report = export(args.checkpoint, args.format, args.output,
+                    model_architecture=args.model_architecture or None,
+                    sparse=not args.dense_weights)
+  except ValueError as error:
+    message = " ".join(str(error).split())
+  else:
+    print("\n".join(report.lines()))
+    return 0
+  # Printed once the error (and a half-restored model) is freed, as TF may then warn
+  # about unrestored values: the error stays the last line.
+  print(f"{parser.prog}: error: {message}", file=sys.stderr)
+  return 1
+
+
+if __name__ == "__main__":
+  sys.exit(main())
