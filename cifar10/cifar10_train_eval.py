@@ -171,18 +171,17 @@ def run() -> dict[str, object] | None:
   """Runs the mode the flags name; returns the last evaluation's results, if any."""
   validate_flags()
   save_path = run_directory()
-  already_started = bool(tf.train.latest_checkpoint(save_path))
   # Dropout then draws from a tf.random.Generator per layer, whose state the training
   # loop checkpoints: a resumed run draws the dropout masks an uninterrupted one would.
   tf_keras.backend.experimental.enable_tf_random_generator()
   tf_keras.utils.set_random_seed(FLAGS.seed)
   model = models.wide_resnet(FLAGS.resnet_depth, FLAGS.resnet_width, FLAGS.num_classes)
   optimizer = create_optimizer(model)
-  if not already_started and FLAGS.mode in ("train", "train_and_eval"):
-    if FLAGS.load_mask_dir and FLAGS.training_method not in NO_MASK_LOAD_METHODS:
-      warm_start.load_masks(FLAGS.load_mask_dir, model, optimizer)
-    if FLAGS.initial_value_checkpoint:
-      warm_start.load_initial_values(FLAGS.initial_value_checkpoint, model, optimizer)
+  if FLAGS.mode in ("train", "train_and_eval"):
+    warm_start.start_new_run(
+        save_path, model, optimizer, load_mask_dir=FLAGS.load_mask_dir,
+        initial_value_checkpoint=FLAGS.initial_value_checkpoint,
+        uses_mask_dir=FLAGS.training_method not in NO_MASK_LOAD_METHODS)
   config = training.RunConfig(
       train_steps=scaled(FLAGS.max_steps), global_batch_size=FLAGS.batch_size,
       steps_per_epoch=max(FLAGS.dataset_size // FLAGS.batch_size, 1),

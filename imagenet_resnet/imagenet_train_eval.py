@@ -325,16 +325,15 @@ def run() -> dict[str, object] | None:
   distribution.set_precision(FLAGS.precision)
   steps_per_epoch = max(FLAGS.num_train_images // FLAGS.train_batch_size, 1)
   save_path = run_directory()
-  already_started = bool(tf.train.latest_checkpoint(save_path))
   with strategy.scope():
     tf_keras.utils.set_random_seed(FLAGS.seed)
     model = build_model()
     optimizer = create_optimizer(model)
-  if not already_started and FLAGS.mode in ("train", "train_and_eval"):
-    if FLAGS.load_mask_dir and FLAGS.training_method not in NO_MASK_INIT_METHODS:
-      warm_start.load_masks(FLAGS.load_mask_dir, model, optimizer)
-    if FLAGS.initial_value_checkpoint:
-      warm_start.load_initial_values(FLAGS.initial_value_checkpoint, model, optimizer)
+  if FLAGS.mode in ("train", "train_and_eval"):
+    warm_start.start_new_run(
+        save_path, model, optimizer, load_mask_dir=FLAGS.load_mask_dir,
+        initial_value_checkpoint=FLAGS.initial_value_checkpoint,
+        uses_mask_dir=FLAGS.training_method not in NO_MASK_INIT_METHODS)
   config = training.RunConfig(
       train_steps=scaled(FLAGS.train_steps), global_batch_size=FLAGS.train_batch_size,
       steps_per_epoch=steps_per_epoch, training_method=FLAGS.training_method,

@@ -73,3 +73,20 @@ def load_initial_values(path: str, model: tf_keras.Model,
   kernels = optimizer.kernels
   for name, mask in optimizer.masks.items():
     kernels[name].assign(kernels[name] * mask)
+
+
+def start_new_run(save_path: str, model: tf_keras.Model, optimizer: SparseOptimizer, *,
+                  load_mask_dir: str = "", initial_value_checkpoint: str = "",
+                  uses_mask_dir: bool = True) -> None:
+  """Applies --load_mask_dir and --initial_value_checkpoint to a run not yet started.
+
+  As the original, both only act while the run directory holds no checkpoint (a
+  resumed run continues from its own); `uses_mask_dir` False ignores --load_mask_dir
+  (methods that choose their own masks).
+  """
+  if tf.train.latest_checkpoint(save_path):
+    return
+  if load_mask_dir and uses_mask_dir:
+    load_masks(load_mask_dir, model, optimizer)
+  if initial_value_checkpoint:
+    load_initial_values(initial_value_checkpoint, model, optimizer)

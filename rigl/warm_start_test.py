@@ -53,3 +53,21 @@ def test_missing_checkpoint_names_the_flag(tmp_path):
     warm_start.load_masks(str(tmp_path), model, optimizer)
   with pytest.raises(ValueError, match="--initial_value_checkpoint"):
     warm_start.load_initial_values(str(tmp_path / "nothing"), model, optimizer)
+
+
+def test_start_new_run_acts_only_before_the_first_checkpoint(tmp_path):
+  _, source, mask_dir = _save(tmp_path, seed=1)
+  model, optimizer = _model_and_optimizer(seed=2)
+  own = {name: mask.numpy() for name, mask in optimizer.masks.items()}
+  _, _, run_dir = _save(tmp_path, seed=3)  # A run that has already started.
+  warm_start.start_new_run(str(run_dir), model, optimizer, load_mask_dir=str(mask_dir))
+  for name, mask in optimizer.masks.items():
+    np.testing.assert_array_equal(mask.numpy(), own[name])
+  warm_start.start_new_run(str(tmp_path / "new"), model, optimizer,
+                           load_mask_dir=str(mask_dir), uses_mask_dir=False)
+  for name, mask in optimizer.masks.items():
+    np.testing.assert_array_equal(mask.numpy(), own[name])
+  warm_start.start_new_run(str(tmp_path / "new"), model, optimizer,
+                           load_mask_dir=str(mask_dir))
+  for name, mask in optimizer.masks.items():
+    np.testing.assert_array_equal(mask.numpy(), source.masks[name].numpy())
