@@ -1,9 +1,34 @@
-"""Top-k masks: exact counts and ties broken towards the lower index."""
+"""Top-k masks: exact counts, ties broken towards the lower index, any float type."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from rigl import mask_ops
+
+
+def numpy_keep_top(scores: np.ndarray, count: int) -> np.ndarray:
+  """The oracle: a stable descending sort (equal scores keep index order)."""
+  flat = scores.reshape(-1).astype(np.float64)
+  order = np.argsort(-flat, kind="stable")
+  mask = np.zeros(flat.size)
+  mask[order[:count]] = 1
+  return mask.reshape(scores.shape)
+
+
+def random_scores(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
+  if kind == "normal":
+    return rng.normal(size=size)
+  if kind == "few_values":  # Many ties, negatives included.
+    return rng.integers(-3, 3, size=size).astype(np.float64)
+  if kind == "signed_zeros_and_infinities":
+    values = rng.normal(size=size)
+    values[rng.random(size) < 0.3] = -np.inf
+    values[rng.random(size) < 0.2] = -0.0
+    values[rng.random(size) < 0.2] = 0.0
+    values[rng.random(size) < 0.05] = np.inf
+    return values
+  return np.abs(rng.normal(size=size)) * (rng.random(size) < 0.3)  # Sparse gradients.
 
 
 def test_keep_top_counts_and_ties():
@@ -13,6 +38,52 @@ def test_keep_top_counts_and_ties():
   np.testing.assert_array_equal(mask, [[1, 0, 1], [1, 0, 0]])
   assert mask_ops.keep_top(scores, 0).numpy().sum() == 0
   assert mask_ops.keep_top(scores, 6).numpy().sum() == 6
+
+
+SELECTIONS = {
+    "sorting": (mask_ops._keep_top_by_sorting, mask_ops._kth_largest_by_sorting),
+    "bisection": (mask_ops._keep_top_by_bisection, mask_ops._kth_largest_by_bisection),
+}
+
+
+@pytest.mark.parametrize("selection", SELECTIONS)
+@pytest.mark.parametrize("kind", ["normal", "few_values", "signed_zeros_and_infinities",
+                                  "sparse"])
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64, tf.float16])
+def test_selection_matches_a_stable_sort(selection, kind, dtype):
+  keep_top, kth_largest = SELECTIONS[selection]
+  rng = np.random.default_rng(abs(hash((kind, dtype.name))) % 2**32)
+  for _ in range(6):
+    size = int(rng.integers(1, 200))
+    scores = tf.constant(random_scores(rng, kind, size), dtype)
+    exact = scores.numpy().astype(np.float64)
+    for count in {0, 1, size, int(rng.integers(0, size + 1))}:
+      np.testing.assert_array_equal(keep_top(scores, tf.constant(count)).numpy(),
+                                    numpy_keep_top(exact, count))
+      if count:
+        assert (kth_largest(scores, tf.constant(count)).numpy() ==
+                np.sort(exact)[::-1][count - 1])
+
+
+def test_large_kernels_select_by_compiled_bisection():
+  rng = np.random.default_rng(0)
+  size = mask_ops.BISECTION_MIN_SIZE
+  # Few distinct values: ties at the threshold in every case.
+  scores = tf.constant(rng.integers(0, 50, size=(size // 8, 8)).astype(np.float32))
+  for count in (0, 1, 1000, size - 1, size):
+    np.testing.assert_array_equal(mask_ops.keep_top(scores, count).numpy(),
+                                  numpy_keep_top(scores.numpy(), count))
+  assert (mask_ops.kth_largest(scores, 1000).numpy() ==
+          np.sort(scores.numpy().reshape(-1))[::-1][999])
+
+
+def test_keep_top_is_exact_when_nearby_floats_differ_in_the_last_bit():
+  base = np.float32(1.0)
+  neighbours = np.array([np.nextafter(base, np.float32(0)), base,
+                         np.nextafter(base, np.float32(2))], np.float32)
+  scores = tf.constant(np.tile(neighbours, 5))
+  np.testing.assert_array_equal(mask_ops.keep_top(scores, 6).numpy(),
+                                numpy_keep_top(scores.numpy(), 6))
 
 
 def test_keep_top_at_sparsity_keeps_exact_count():

@@ -212,6 +212,15 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     tf.distribute.get_replica_context().merge_call(apply, args=(grads, dense_grads))
     return self.iterations
 
+  def update_masks(self, dense_grads: list[tf.Tensor]) -> None:
+    """Runs this method's mask update once, now, whatever its schedule says.
+
+    For timing and tools; called in cross-replica context on a built optimizer
+    (`build(model.trainable_variables)` or one training step), with one dense
+    gradient per kernel of `kernels` (in that order). Fixed masks do not change.
+    """
+    del dense_grads
+
   def _apply_sparse(self, distribution, grads, dense_grads, variables):
     """One step of this method, in cross-replica context. Default: a plain step."""
     del dense_grads
@@ -327,6 +336,13 @@ class DynamicSparseOptimizer(SparseOptimizer):
             lambda: tf.constant(False))
 
   # ----- the update ---------------------------------------------------------------------
+
+  def update_masks(self, dense_grads):
+    if len(self._slots) != len(self._layers):
+      raise ValueError("update_masks() needs a built optimizer: call "
+                       "build(model.trainable_variables) first.")
+    self._update_masks(tf.distribute.get_strategy(), dense_grads,
+                       tf.identity(self.iterations))
 
   def _update_masks(self, distribution, dense_grads, step):
     drop_fraction = self.schedule.drop_fraction_at(step)

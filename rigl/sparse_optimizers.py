@@ -258,6 +258,10 @@ class SparsePrune(SparseOptimizer):
     tf.cond(should_prune, lambda: self._prune(distribution, step),
             lambda: tf.constant(False))
 
+  def update_masks(self, dense_grads):
+    del dense_grads
+    self._prune(tf.distribute.get_strategy(), tf.identity(self.iterations))
+
   def _prune(self, distribution, step):
     decay = self.threshold_decay
     for layer in self._layers:
@@ -268,9 +272,8 @@ class SparsePrune(SparseOptimizer):
         size = tf.size(magnitudes)
         keep = tf.maximum(tf.cast(tf.round(
             tf.cast(size, tf.float32) * (1.0 - tf.cast(sparsity, tf.float32))), tf.int32), 1)
-        sorted_magnitudes = tf.math.top_k(tf.reshape(magnitudes, [-1]), k=size).values
         new_threshold = (decay * tf.convert_to_tensor(threshold) +
-                         (1.0 - decay) * sorted_magnitudes[keep - 1])
+                         (1.0 - decay) * mask_ops.kth_largest(magnitudes, keep))
         new_mask = tf.cast(magnitudes >= new_threshold, magnitudes.dtype)
         mask_ops.assign(threshold, new_threshold)
         mask_ops.install_mask(mask, kernel, new_mask)

@@ -16,6 +16,7 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
+from rigl import mask_ops
 from rigl import optimizer_slots
 from rigl import sparse_optimizers
 
@@ -257,6 +258,32 @@ def test_rigl_drops_smallest_weights_and_grows_largest_gradients():
   np.testing.assert_array_equal(harness.kernel()[kept], kernel[kept])
   new = (expected == 1) & (mask == 0)
   assert np.all(harness.kernel()[new] == 0)
+
+
+def test_update_masks_runs_one_update_off_schedule_on_a_large_kernel():
+  """`update_masks` (for tools) on a kernel big enough for the bisection selection."""
+  n_in, n_out = 128, 160
+  assert n_in * n_out >= mask_ops.BISECTION_MIN_SIZE
+  model = dense_model(n_in, n_out)
+  values = np.random.default_rng(2).permutation(np.linspace(0.01, 3.0, n_in * n_out))
+  model.get_layer(LAYER).kernel.assign(values.reshape(n_in, n_out).astype(np.float32))
+  optimizer = rigl.SparseRigL(sgd(), model, rigl.SparsityConfig(0.8),
+                              schedule=schedule(50, 100, 10, 0.3))  # Not due at step 0.
+  kernel, mask = (v.numpy() for v in (model.get_layer(LAYER).kernel,
+                                      optimizer.masks[LAYER]))
+  # Ties among gradients too: the grow order must fall back to the lower index.
+  grad = np.round(np.random.default_rng(3).normal(size=(n_in, n_out)), 1).astype(np.float32)
+  with pytest.raises(ValueError, match="build"):
+    optimizer.update_masks([tf.constant(grad)])
+  optimizer.build(model.trainable_variables)
+  tf.function(optimizer.update_masks)([tf.constant(grad)])
+  np.testing.assert_array_equal(optimizer.masks[LAYER].numpy(),
+                                _expected_rigl_masks(kernel, mask, grad, 0.3))
+  assert int(optimizer.iterations.numpy()) == 0
+  scratch = rigl.SparseScratch(sgd(), dense_model(n_in, n_out), rigl.SparsityConfig(0.8))
+  before = scratch.masks[LAYER].numpy()
+  scratch.update_masks([tf.constant(grad)])
+  np.testing.assert_array_equal(scratch.masks[LAYER].numpy(), before)
 
 
 def test_rigl_regrown_connections_keep_weights_and_slots():

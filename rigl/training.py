@@ -92,7 +92,11 @@ class RunConfig:
     per_class_metrics: report per-class precision and recall at 1.
     eval_batch_statistics: evaluate with batch statistics in BN (moving statistics
       are left untouched).
-    jit_compile: compile each replica's forward and backward pass with XLA.
+    jit_compile: compile the training step with XLA: forward, backward, optimizer
+      step and mask update on one replica; the forward and backward pass only on
+      several (their cross-replica update cannot run inside XLA). XLA draws other
+      stateless random numbers than TF's kernels, so SET's random growth differs from
+      a run without it (each is deterministic).
     loss_scaling: dynamic loss scaling, for float16 computation (`mixed_float16`).
     log: where progress lines go.
   """
@@ -356,19 +360,27 @@ class Trainer:
         grads = self._loss_scaler.get_unscaled_gradients(grads)
       return tf.reduce_sum(per_example), grads
 
-    if config.jit_compile:
+    def loss_and_update(images, labels):
+      loss_sum, grads = loss_and_gradients(images, labels)
+      optimizer.apply_gradients(zip(grads, model.trainable_variables))
+      return loss_sum
+
+    if config.jit_compile and self.strategy.num_replicas_in_sync == 1:
+      # One XLA program: forward, backward, optimizer step and mask update.
+      loss_and_update = tf.function(loss_and_update, jit_compile=True)
+    elif config.jit_compile:
+      # The update's cross-replica part (merge_call) cannot run inside XLA.
       loss_and_gradients = tf.function(loss_and_gradients, jit_compile=True)
 
     def replica_step(images, labels):
+      # Outside XLA, which drops assertions.
       num_classes = model.output_shape[-1]
       message = f"A training label is outside [0, {num_classes})."
       with tf.control_dependencies([
           tf.debugging.assert_less(tf.cast(labels, tf.int64),
                                    tf.constant(num_classes, tf.int64), message=message),
           tf.debugging.assert_non_negative(labels, message=message)]):
-        loss_sum, grads = loss_and_gradients(images, tf.identity(labels))
-      optimizer.apply_gradients(zip(grads, model.trainable_variables))
-      return loss_sum
+        return loss_and_update(images, tf.identity(labels))
 
     @tf.function
     def train_step(images, labels):
