@@ -46,6 +46,9 @@ LR_VALUES = (0.1, 0.02, 0.004, 0.0008)
 NO_MASK_LOAD_METHODS = ("snip", "baseline", "prune")
 # Methods whose folder stub carries no sparsity settings (as the original's).
 DENSE_START_METHODS = ("baseline", "snip")
+# WideResNet depths are 6n + 4 (three groups of n blocks of two convolutions), n >= 1.
+WRN_DEPTH_PER_BLOCK = 6
+WRN_DEPTH_OFFSET = 4
 
 define.string("master", "local", "No-op.")
 define.integer("ps_task", 0, "No-op.")
@@ -60,6 +63,7 @@ define.string("load_mask_dir", "", "Start from this checkpoint's (or directory's
 define.string("initial_value_checkpoint", "", "Start from this checkpoint's "
               "weights, when the run directory has no checkpoint yet.")
 define.integer("seed", 0, "Seed of weights, masks, data order and augmentation.")
+script_flags.define_deterministic_flag(define)
 define.float("momentum", 0.9, "Nesterov momentum.")
 define.integer("max_steps", 97656, "Training steps (x training_steps_multiplier).")
 define.float("l2", 5e-4, "L2 l2 * sum(w^2) / 2 on conv and dense kernels.")
@@ -114,14 +118,21 @@ def run_directory() -> str:
 
 
 def validate_flags() -> None:
-  for name in ("batch_size", "max_steps", "dataset_size", "checkpoint_steps"):
-    if FLAGS[name].value <= 0:
-      raise ValueError(f"--{name} must be positive; got {FLAGS[name].value}.")
-  if FLAGS.training_steps_multiplier <= 0:
-    raise ValueError("--training_steps_multiplier must be positive.")
+  """Fails at start, naming the flag, on settings that cannot work (before any model)."""
+  script_flags.check_positive(FLAGS, ["batch_size", "max_steps", "dataset_size",
+                                      "checkpoint_steps", "resnet_width",
+                                      "training_steps_multiplier"])
+  depth = FLAGS.resnet_depth
+  if depth < WRN_DEPTH_OFFSET + WRN_DEPTH_PER_BLOCK or (
+      (depth - WRN_DEPTH_OFFSET) % WRN_DEPTH_PER_BLOCK):
+    raise ValueError(f"--resnet_depth must be {WRN_DEPTH_PER_BLOCK}n + "
+                     f"{WRN_DEPTH_OFFSET} with n >= 1 (e.g. 16, 22, 28); got {depth}.")
   data.dataset_name(FLAGS.num_classes)
-  if os.path.isfile(FLAGS.train_dir):
-    raise ValueError(f"--train_dir={FLAGS.train_dir} is a file.")
+  script_flags.check_sparsity(FLAGS, "end_sparsity")
+  script_flags.check_sparsity_distribution(FLAGS, "mask_init_method")
+  script_flags.check_mask_update_flags(FLAGS, scaled)
+  script_flags.check_data_directory(FLAGS, "data_directory")
+  script_flags.check_output_directory(FLAGS, "train_dir")
 
 
 def create_optimizer(model: tf_keras.Model) -> rigl.SparseOptimizer:
@@ -174,6 +185,7 @@ def run() -> dict[str, object] | None:
   # Dropout then draws from a tf.random.Generator per layer, whose state the training
   # loop checkpoints: a resumed run draws the dropout masks an uninterrupted one would.
   tf_keras.backend.experimental.enable_tf_random_generator()
+  script_flags.apply_deterministic_flag(FLAGS)
   tf_keras.utils.set_random_seed(FLAGS.seed)
   model = models.wide_resnet(FLAGS.resnet_depth, FLAGS.resnet_width, FLAGS.num_classes)
   optimizer = create_optimizer(model)

@@ -41,6 +41,7 @@ from rigl import models
 from rigl import script_flags
 from rigl import training
 from rigl import warm_start
+from rigl.models.resnet import BLOCKS_PER_GROUP
 from imagenet_resnet import imagenet_input
 from imagenet_resnet import learning_rate as learning_rate_lib
 
@@ -156,6 +157,7 @@ define.integer("summary_steps", 100, "Steps between progress lines and summaries
 define.integer("sparsity_begin_step", 10000, "prune: first pruning step.")
 define.integer("sparsity_end_step", 25000, "prune: last pruning step.")
 define.integer("pruning_frequency", 1000, "prune: steps between pruning updates.")
+script_flags.define_deterministic_flag(define)
 
 
 def run_directory() -> str:
@@ -177,6 +179,16 @@ def validate_flags() -> None:
   if FLAGS.training_method not in NO_MASK_INIT_NEEDED and not FLAGS.mask_init_method:
     raise ValueError(f"--training_method={FLAGS.training_method} needs "
                      "--mask_init_method (random, erdos_renyi, erdos_renyi_kernel or str).")
+  if FLAGS.mask_init_method:
+    script_flags.check_sparsity_distribution(FLAGS, "mask_init_method")
+  script_flags.check_sparsity(FLAGS, "end_sparsity")
+  for name in ("first_layer_sparsity", "last_layer_sparsity"):
+    if FLAGS[name].value >= 1.0:
+      raise ValueError(f"--{name} must be below 1 (0: dense, negative: the "
+                       "distribution's share, in (0, 1): exact); got "
+                       f"{FLAGS[name].value}.")
+  if FLAGS.model_architecture == "resnet":
+    script_flags.check_choice(FLAGS, "resnet_depth", BLOCKS_PER_GROUP)
   for name in ("train_batch_size", "eval_batch_size", "train_steps", "num_train_images",
                "num_eval_images", "steps_per_checkpoint", "steps_per_eval", "image_size",
                "export_model_freq"):
@@ -189,8 +201,9 @@ def validate_flags() -> None:
     raise ValueError("--mode=eval_once needs --eval_once_ckpt_prefix.")
   if FLAGS.training_steps_multiplier <= 0:
     raise ValueError("--training_steps_multiplier must be positive.")
-  if os.path.isfile(FLAGS.output_dir):
-    raise ValueError(f"--output_dir={FLAGS.output_dir} is a file.")
+  script_flags.check_mask_update_flags(FLAGS, scaled)
+  script_flags.check_data_directory(FLAGS, "data_directory")
+  script_flags.check_output_directory(FLAGS, "output_dir")
 
 
 def build_model() -> tf_keras.Model:
@@ -291,6 +304,7 @@ def evaluate_once(trainer: training.Trainer, eval_input) -> dict[str, object]:
   """mode=eval_once: one checkpoint, TF1 (the released ones) or ours."""
   prefix = os.path.join(trainer.config.save_path, FLAGS.eval_once_ckpt_prefix)
   extra: dict[str, object] = {"checkpoint": prefix}
+  training.verify_checkpoint(prefix)  # A damaged file fails here, named.
   if checkpoints.is_tf1_checkpoint(prefix):
     report = checkpoints.restore_tf1_checkpoint(prefix, trainer.model, trainer.optimizer)
     if report.global_step is not None:  # Summaries and results at the trained step.
@@ -299,7 +313,7 @@ def evaluate_once(trainer: training.Trainer, eval_input) -> dict[str, object]:
                  checkpoint_masked_layers=list(report.masked_layers),
                  checkpoint_layer_sparsity=report.layer_sparsities)
   else:
-    trainer.restore(prefix)
+    trainer.restore(prefix, verified=True)
   metrics = trainer.evaluate(eval_input)
   name = os.path.basename(FLAGS.eval_once_ckpt_prefix)
   return trainer.write_results(metrics, extra, filename=f"eval_once_{name}.json")
@@ -322,9 +336,17 @@ def run() -> dict[str, object] | None:
   strategy_name = "tpu" if FLAGS.use_tpu else FLAGS.distribution_strategy
   strategy = distribution.create_strategy(strategy_name, FLAGS.tpu or FLAGS.master,
                                           FLAGS.num_gpus)
+  with distribution.stop_on_worker_failure(strategy):
+    return run_on(strategy, data_config)
+
+
+def run_on(strategy: tf.distribute.Strategy,
+           data_config: imagenet_input.InputConfig) -> dict[str, object] | None:
+  """`run` under `strategy`, whose multi-worker failures end it with one line."""
   distribution.set_precision(FLAGS.precision)
   steps_per_epoch = max(FLAGS.num_train_images // FLAGS.train_batch_size, 1)
   save_path = run_directory()
+  script_flags.apply_deterministic_flag(FLAGS)
   with strategy.scope():
     tf_keras.utils.set_random_seed(FLAGS.seed)
     model = build_model()

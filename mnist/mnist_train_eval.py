@@ -80,6 +80,9 @@ define.string("save_path", "", "Run directory (checkpoints, summaries, results);
               "empty: keep nothing.")
 define.boolean("save_model", True, "Whether to write checkpoints.")
 define.integer("seed", 0, "Seed of weights, masks and data order.")
+define.integer("summary_steps", 0, "Batches between progress lines and training "
+               "summaries; 0: one per epoch, with each evaluation.")
+script_flags.define_deterministic_flag(define)
 
 
 def sparsity_config(network_type: str, end_sparsity: float, mask_init_method: str,
@@ -131,6 +134,21 @@ def read_input_mask(path: str) -> np.ndarray:
   return reader.get_tensor(keys[0]).any(axis=1)
 
 
+def validate_flags() -> None:
+  """Fails at start, naming the flag, on settings that cannot work (before any data)."""
+  script_flags.check_positive(FLAGS, ["batch_size"])
+  script_flags.check_sparsity(FLAGS, "end_sparsity")
+  if FLAGS.network_type == "fc":
+    layer2_sparsity = FLAGS.end_sparsity * FLAGS.sparsity_scale
+    if not 0.0 <= layer2_sparsity < 1.0:
+      raise ValueError(f"--sparsity_scale={FLAGS.sparsity_scale} makes layer2's sparsity "
+                       f"(--end_sparsity * --sparsity_scale) {layer2_sparsity}; it must "
+                       "be in [0, 1).")
+  script_flags.check_mask_update_flags(FLAGS)
+  script_flags.check_data_directory(FLAGS, "data_dir")
+  script_flags.check_output_directory(FLAGS, "save_path")
+
+
 def run_identity() -> dict[str, object]:
   """The settings that define a run: a resumed run must match them."""
   names = ("dataset", "network_type", "training_method", "end_sparsity",
@@ -143,12 +161,14 @@ def run_identity() -> dict[str, object]:
 
 def run() -> dict[str, object]:
   """Trains and evaluates as the flags say; returns the results."""
+  validate_flags()
   # Data first: a missing or corrupt file fails before anything is written.
   train_split, test_split = data.load(FLAGS.dataset, FLAGS.data_dir, FLAGS.mnist)
   input_mask = read_input_mask(FLAGS.input_mask_path) if FLAGS.input_mask_path else None
   flatten = FLAGS.network_type == "fc"
   steps_per_epoch = len(train_split.labels) // FLAGS.batch_size
 
+  script_flags.apply_deterministic_flag(FLAGS)
   tf_keras.utils.set_random_seed(FLAGS.seed)
   model = models.build("mnist_fc" if flatten else "lenet5")
   optimizer = rigl.create_sparse_optimizer(
@@ -184,7 +204,8 @@ def run() -> dict[str, object]:
       count_batches=True,  # The original trains num_epochs full passes.
       save_path=FLAGS.save_path, identity=run_identity(), l2_scale=FLAGS.l2_scale,
       save_checkpoints=FLAGS.save_model,
-      mask_record_frequency=FLAGS.mask_record_frequency)
+      mask_record_frequency=FLAGS.mask_record_frequency,
+      summary_steps=FLAGS.summary_steps)
   results = training.train_and_evaluate(model, optimizer, train_input, eval_input, config,
                                         extra_results=extra_results)
   print(f"test_accuracy {results['test_accuracy']:.4f}  "

@@ -14,31 +14,18 @@ from mnist import data
 from mnist import mnist_train_eval
 from rigl import script_flags
 from rigl import training
+from rigl.testing import fake_mnist
 
 FLAGS = mnist_train_eval.FLAGS
 REPO = pathlib.Path(__file__).resolve().parent.parent
 TRAIN_EXAMPLES, TEST_EXAMPLES, BATCH = 120, 40, 20
 
 
-def write_idx(path: pathlib.Path, array: np.ndarray) -> None:
-  header = struct.pack(">HBB", 0, 0x08, array.ndim)
-  header += struct.pack(f">{array.ndim}I", *array.shape)
-  with gzip.open(path, "wb") as f:
-    f.write(header + array.astype(np.uint8).tobytes())
-
-
 @pytest.fixture(scope="module")
 def idx_dir(tmp_path_factory):
   """Images whose class is readable from their brightest row, so training can learn."""
-  directory = tmp_path_factory.mktemp("idx")
-  rng = np.random.default_rng(0)
-  for split, count in (("train", TRAIN_EXAMPLES), ("t10k", TEST_EXAMPLES)):
-    labels = rng.integers(0, 10, count)
-    images = rng.integers(0, 60, (count, 28, 28))
-    images[np.arange(count), labels * 2 + 3, :] = 255
-    write_idx(directory / f"{split}-images-idx3-ubyte.gz", images)
-    write_idx(directory / f"{split}-labels-idx1-ubyte.gz", labels)
-  return directory
+  return fake_mnist.write_dataset(tmp_path_factory.mktemp("idx"), TRAIN_EXAMPLES,
+                                  TEST_EXAMPLES)
 
 
 @pytest.fixture(autouse=True)

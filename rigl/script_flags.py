@@ -10,16 +10,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, NoReturn, Sequence
 
 from absl import app
 from absl import flags
 from absl import logging
+import tensorflow as tf
 
+from rigl import grow_init as grow_init_lib
 from rigl import schedules
+from rigl import sparse_optimizer_base
+from rigl import sparse_optimizers
+from rigl import sparsity
 
 HELP_ARGUMENTS = ("-h", "--help", "--helpshort", "--helpfull", "-?")
+# Exit status of a run stopped by a bad flag or bad input.
+EXIT_FAILURE = 1
+# Paths such as gs://bucket/dir are checked by the code that reads or writes them.
+REMOTE_PATH_MARKER = "://"
 
 
 class FlagDefiner:
@@ -48,6 +58,24 @@ def define_mask_update_flags(define: FlagDefiner, *, maskupdate_end_step: int,
   define.integer("maskupdate_frequency", 100, "Steps between mask updates.")
 
 
+def define_deterministic_flag(define: FlagDefiner) -> None:
+  """--deterministic, which a script applies with `apply_deterministic_flag`."""
+  define.boolean("deterministic", False,
+                 "Run TensorFlow ops deterministically (op determinism): with the same "
+                 "--seed, a rerun, or a run resumed after a crash, ends with bitwise "
+                 "the same weights. Slower, mostly on GPUs.")
+
+
+def apply_deterministic_flag(flag_values: flags.FlagValues) -> None:
+  """Enables TensorFlow's op determinism when --deterministic is set.
+
+  The scripts seed every random source from --seed whether or not it is set; op
+  determinism makes the remaining ops (parallel reductions, tf.data) reproducible.
+  """
+  if flag_values.deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+
 def mask_update_options(flag_values: flags.FlagValues,
                         scale: Callable[[int], int] = int) -> dict[str, Any]:
   """`rigl.create_sparse_optimizer` arguments from those flags.
@@ -65,36 +93,139 @@ def mask_update_options(flag_values: flags.FlagValues,
   }
 
 
+def one_line(message: str) -> str:
+  """`message` with its lines joined by "; ", so that it reads as one line of a log."""
+  return "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def fail(message: str) -> NoReturn:
+  """Ends the process with EXIT_FAILURE and `error: <message>` as one line on stderr."""
+  print(f"error: {one_line(message)}", file=sys.stderr, flush=True)
+  sys.exit(EXIT_FAILURE)
+
+
 def parse(flag_values: flags.FlagValues, argv: Sequence[str]) -> list[str]:
-  """Parses `argv` into `flag_values` (with --flagfile); --help prints the flags."""
+  """Parses `argv` into `flag_values` (with --flagfile); --help prints the flags.
+
+  A value absl rejects (a number that does not parse, an enum value outside its list,
+  an unknown flag) ends the process through `fail`, with absl's message, which names
+  the flag and, for enums, the allowed values.
+  """
   if any(argument in HELP_ARGUMENTS for argument in argv[1:]):
     print(flag_values.get_help())
     sys.exit(0)
   try:
     remaining = flag_values(list(argv))
   except flags.Error as error:
-    sys.exit(f"error: {error}")
+    fail(str(error))
   flags.FLAGS.mark_as_parsed()  # absl.app checks the process-wide flags too.
   return remaining
 
 
-def run(run_fn: Callable[[], Any], flag_values: flags.FlagValues) -> None:
-  """Parses the command line into `flag_values`, then runs `run_fn` (`absl.app.run`).
+def run(run_fn: Callable[[], Any], flag_values: flags.FlagValues,
+        argv: Sequence[str] | None = None) -> None:
+  """Parses `argv` (default: sys.argv) into `flag_values`, then runs `run_fn`.
 
-  A ValueError (bad input, named by the library's messages) ends the process with a
-  one-line message instead of a traceback.
+  The scripts' entry point (`absl.app.run`). A ValueError (bad flag or bad input, named
+  by the scripts' and the library's messages) and positional arguments end the process
+  through `fail`, with one line instead of a traceback or the whole usage text.
   """
 
-  def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  def main(remaining: list[str]) -> None:
+    if len(remaining) > 1:
+      fail(f"unexpected arguments {remaining[1:]}; every setting is a --flag.")
     logging.set_verbosity(logging.WARNING)
     try:
       run_fn()
     except ValueError as error:
-      sys.exit(f"error: {error}")
+      fail(str(error))
 
-  app.run(main, flags_parser=functools.partial(parse, flag_values))
+  app.run(main, argv=None if argv is None else list(argv),
+          flags_parser=functools.partial(parse, flag_values))
+
+
+def check_positive(flag_values: flags.FlagValues, names: Iterable[str]) -> None:
+  """Raises ValueError naming the first of the flags `names` that is not positive."""
+  for name in names:
+    value = flag_values[name].value
+    if value <= 0:
+      raise ValueError(f"--{name} must be positive; got {value}.")
+
+
+def check_sparsity(flag_values: flags.FlagValues, name: str) -> None:
+  """Raises ValueError unless the flag `name` is a sparsity in [0, 1)."""
+  value = flag_values[name].value
+  if not 0.0 <= value < 1.0:
+    raise ValueError(f"--{name} must be a sparsity in [0, 1); got {value}.")
+
+
+def check_choice(flag_values: flags.FlagValues, name: str, allowed: Iterable[Any]) -> None:
+  """Raises ValueError, listing `allowed`, if the flag `name` is not one of them."""
+  allowed = list(allowed)
+  value = flag_values[name].value
+  if value not in allowed:
+    raise ValueError(f"--{name}={value} is not allowed; allowed values: "
+                     f"{', '.join(map(str, allowed))}.")
+
+
+def check_data_directory(flag_values: flags.FlagValues, name: str) -> None:
+  """Raises ValueError if the flag `name` is set to a local path that is no directory.
+
+  Empty means "the default source" in every script, so it passes.
+  """
+  path = flag_values[name].value
+  if not path or REMOTE_PATH_MARKER in path:
+    return
+  if not os.path.exists(path):
+    raise ValueError(f"--{name}={path} does not exist; it must be an existing "
+                     "data directory.")
+  if not os.path.isdir(path):
+    raise ValueError(f"--{name}={path} is not a directory; it must be an existing "
+                     "data directory.")
+
+
+def check_output_directory(flag_values: flags.FlagValues, name: str) -> None:
+  """Raises ValueError if the flag `name` (a local path) is or lies under a file.
+
+  Nothing is created: the directory itself may not exist yet.
+  """
+  path = flag_values[name].value
+  if not path or REMOTE_PATH_MARKER in path:
+    return
+  existing = os.path.abspath(path)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    where = ("is" if existing == os.path.abspath(path)
+             else f"lies under {existing}, which is")
+    raise ValueError(f"--{name}={path} {where} a file; it must be a directory "
+                     "(existing or not).")
+
+
+def check_mask_update_flags(flag_values: flags.FlagValues,
+                            scale: Callable[[int], int] = int) -> None:
+  """Raises ValueError on a bad --grow_init or mask-update schedule, before any model.
+
+  --grow_init must be a known name for every method, and a gradient-based one only for
+  methods that can use it (RigL); the schedule is checked as `mask_update_options`
+  builds it (with the same `scale`).
+  """
+  method = flag_values.training_method
+  optimizer_class = sparse_optimizers.TRAINING_METHODS[method]
+  grows = issubclass(optimizer_class, sparse_optimizer_base.DynamicSparseOptimizer)
+  allow_gradient = not grows or optimizer_class.allows_gradient_grow_init
+  try:
+    grow_init_lib.parse(flag_values.grow_init, allow_gradient)
+  except ValueError as error:
+    raise ValueError(f"--grow_init={flag_values.grow_init} "
+                     f"(--training_method={method}): {error}") from error
+  mask_update_options(flag_values, scale)
+
+
+def check_sparsity_distribution(flag_values: flags.FlagValues,
+                                name: str = "mask_init_method") -> None:
+  """Raises ValueError unless the flag `name` is one of `sparsity.DISTRIBUTIONS`."""
+  check_choice(flag_values, name, sparsity.DISTRIBUTIONS)
 
 
 def set_values(flag_values: flags.FlagValues, **values: Any) -> None:

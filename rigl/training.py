@@ -21,6 +21,14 @@ seen.
 
 A run directory records the settings that define the run (`run_config.json`); resuming
 with different settings is refused rather than silently mixing two runs.
+
+Crash safety: a process killed at any point (while saving included) resumes from its
+newest complete checkpoint, which `restore_latest` reads in full before restoring,
+falling back to an older one when the newest is damaged; with TensorFlow's op
+determinism the resumed run ends bitwise where an uninterrupted one does. Restoring a
+damaged checkpoint explicitly fails with a ValueError naming the file. A NaN or Inf
+loss or weight stops training (`TrainingDivergedError`) before anything diverged is
+saved.
 """
 
 from __future__ import annotations
@@ -49,9 +57,13 @@ RUN_CONFIG_FILE = "run_config.json"
 RESULTS_FILE = "results.json"
 MASK_RECORDS_FILE = "mask_records.npz"
 CHECKPOINT_NAME = "model.ckpt"
+# A TF2 checkpoint `<prefix>` is `<prefix>.index` plus data shards named so.
+CHECKPOINT_INDEX_SUFFIX = ".index"
+CHECKPOINT_DATA_PATTERN = ".data-?????-of-?????"
 EXPORT_DIR = "export"
-# Training FLOPs are accounted after the first call of a training stretch and then
-# every this many calls, from the masks' FLOPs at both ends of each stretch.
+# Training FLOPs are accounted at every checkpoint, after the first call that follows
+# one (or a progress line, or the start), and every this many calls, from the masks'
+# FLOPs at both ends of each stretch between two such points.
 FLOPS_SAMPLE_CALLS = 100
 TOP_K = 5
 
@@ -126,8 +138,70 @@ class RunConfig:
     for name in ("train_steps", "global_batch_size", "steps_per_epoch"):
       if getattr(self, name) <= 0:
         raise ValueError(f"`{name}` must be positive; got {getattr(self, name)}.")
+    for name in ("steps_per_eval", "steps_per_checkpoint", "summary_steps"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"`{name}` must be 0 or positive; got {getattr(self, name)}.")
     self.steps_per_eval = self.steps_per_eval or self.steps_per_epoch
     self.steps_per_checkpoint = self.steps_per_checkpoint or self.steps_per_eval
+
+
+class TrainingDivergedError(ValueError):
+  """The training loss or the weights became NaN or Inf; training stopped.
+
+  A ValueError, so that the scripts report it as one `error:` line, as other bad
+  settings (here typically a learning rate too high for the model or bad input).
+  """
+
+
+def verify_checkpoint(path: str) -> None:
+  """Reads every tensor of a checkpoint, checking its checksums.
+
+  `path` is a checkpoint prefix, or a directory (its latest checkpoint), as
+  `tf.train.load_checkpoint` takes. Only reading every tensor reaches the end of each
+  data file, so this is what tells a truncated checkpoint from a complete one.
+
+  Raises:
+    ValueError: naming the file that is missing, truncated or corrupt.
+  """
+  if tf.io.gfile.isdir(path):
+    latest = tf.train.latest_checkpoint(path)
+    if not latest:
+      raise ValueError(f"No checkpoint in the directory {path}.")
+    path = latest
+  index = path + CHECKPOINT_INDEX_SUFFIX
+  # A single file at `path` is a TF1 checkpoint of the old V1 format (no index).
+  if not (tf.io.gfile.exists(index) or tf.io.gfile.exists(path)):
+    raise ValueError(f"Checkpoint {path} is incomplete or missing: {index} does not "
+                     "exist.")
+  try:
+    reader = tf.train.load_checkpoint(path)
+  except (tf.errors.OpError, ValueError, IndexError) as error:
+    named = index if tf.io.gfile.exists(index) else path
+    raise ValueError(f"Checkpoint file {named} is truncated or corrupt: "
+                     f"{_first_line(error)}") from None
+  data = ", ".join(sorted(tf.io.gfile.glob(path + CHECKPOINT_DATA_PATTERN))) or (
+      path + CHECKPOINT_DATA_PATTERN)
+  for key in sorted(reader.get_variable_to_shape_map()):
+    try:
+      reader.get_tensor(key)
+    except (tf.errors.OpError, ValueError, IndexError) as error:
+      raise ValueError(f"Checkpoint data {data} is truncated, corrupt or missing "
+                       f"(reading {key}): {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+  """The first line of an error's message (TF's messages go on for many lines)."""
+  message = getattr(error, "message", None) or str(error) or type(error).__name__
+  return message.strip().splitlines()[0]
+
+
+def _checkpoint_number(path: str) -> int | None:
+  """N of a path `.../model.ckpt-N`, or None for another name."""
+  name = os.path.basename(path)
+  prefix = CHECKPOINT_NAME + "-"
+  if not name.startswith(prefix) or not name[len(prefix):].isdigit():
+    return None
+  return int(name[len(prefix):])
 
 
 def check_run_directory(save_path: str, identity: Mapping[str, Any]) -> None:
@@ -285,21 +359,77 @@ class Trainer:
     return int(self.counters.batches.numpy()) if self.config.count_batches else self.step
 
   def restore_latest(self) -> bool:
-    """Resumes from the run directory's latest checkpoint, if there is one."""
-    if not self.manager or not self.manager.latest_checkpoint:
-      return False
-    self.restore(self.manager.latest_checkpoint)
-    self._last_saved_progress = self.progress
-    self.config.log(f"Resumed from {self.manager.latest_checkpoint} at step {self.step}.")
-    return True
+    """Resumes from the run directory's newest complete checkpoint, if there is one.
 
-  def restore(self, path: str) -> None:
-    """Restores model, optimizer and counters from a checkpoint of this loop.
+    The checkpoint manager lists a checkpoint only after writing all of its files, so
+    a process killed while saving leaves the previous one listed. The newest complete
+    checkpoint can still be another one: one written but not yet listed when the
+    process died (taken from the directory), or a listed one damaged since (a full
+    disk, a copy cut short). Every candidate is read in full before anything is
+    restored, newest first; unreadable ones are skipped with a logged warning.
 
     Raises:
-      ValueError: when the checkpoint does not hold every variable of this model,
+      ValueError: when checkpoints are listed but none of them can be read; starting
+        over would silently discard the run.
+    """
+    if not self.manager:
+      return False
+    listed, on_disk = self._checkpoint_candidates()
+    skipped = []
+    for number in sorted(set(listed) | set(on_disk), reverse=True):
+      path = listed.get(number) or on_disk[number]
+      try:
+        verify_checkpoint(path)
+      except ValueError as error:
+        skipped.append(path)
+        self.config.log(f"warning: skipping checkpoint {path}: {error}")
+        continue
+      self.restore(path, verified=True)
+      self._last_saved_progress = self.progress
+      self.config.log(f"Resumed from {path} at step {self.step}.")
+      return True
+    if listed:
+      raise ValueError(f"No checkpoint in {self.save_path} can be read "
+                       f"({', '.join(skipped)}); delete them to start the run over.")
+    return False
+
+  def _checkpoint_candidates(self) -> tuple[dict[int, str], dict[int, str]]:
+    """({number: path} listed, {number: path} of index files) in the run directory.
+
+    Every worker of a multi-worker job reads the chief's run directory (a shared file
+    system), not the scratch directory it saves to, so that all resume together.
+    """
+    directory = str(self.save_path)
+    state = tf.train.get_checkpoint_state(directory)
+    listed = {}
+    if state:
+      for path in list(state.all_model_checkpoint_paths) + [state.model_checkpoint_path]:
+        path = path if os.path.isabs(path) else os.path.join(directory, path)
+        number = _checkpoint_number(path) if path else None
+        if number is not None:
+          listed[number] = path
+    on_disk = {}
+    for index in tf.io.gfile.glob(os.path.join(
+        directory, f"{CHECKPOINT_NAME}-*{CHECKPOINT_INDEX_SUFFIX}")):
+      path = index[:-len(CHECKPOINT_INDEX_SUFFIX)]
+      number = _checkpoint_number(path)
+      if number is not None:
+        on_disk[number] = path
+    return listed, on_disk
+
+  def restore(self, path: str, *, verified: bool = False) -> None:
+    """Restores model, optimizer and counters from a checkpoint of this loop.
+
+    The checkpoint is read in full first (unless `verified`), so that a damaged one
+    fails with the file's name and leaves every variable as it was.
+
+    Raises:
+      ValueError: when the checkpoint cannot be read (missing, truncated or corrupt
+        files, named in the message), or does not hold every variable of this model,
         optimizer and loop (another model, method, or a TF1 checkpoint).
     """
+    if not verified:
+      verify_checkpoint(path)
     if checkpoints.is_tf1_checkpoint(path):
       raise ValueError(f"{path} is a TF1 checkpoint of the original code; evaluate it "
                        "with --mode=eval_once.")
@@ -312,11 +442,37 @@ class Trainer:
     status.expect_partial()
 
   def save(self) -> None:
-    """Checkpoints the current state as `model.ckpt-<step>` (and the mask records)."""
+    """Checkpoints the current state as `model.ckpt-<step>` (and the mask records).
+
+    The mask records go first: a process killed in between leaves records that reach
+    past the latest checkpoint, which a resumed run keeps (it records only new steps),
+    rather than a gap.
+
+    Raises:
+      TrainingDivergedError: when a weight, statistic or optimizer variable is NaN or
+        Inf; nothing is written, so the previous checkpoint stays the latest. (A loss
+        can be finite while the update it drives overflows the weights.)
+    """
     if self.manager:
+      self._check_finite_variables()
       self._last_saved_progress = self.progress
-      self.manager.save(checkpoint_number=self.step)
       self._recorder.save()
+      self.manager.save(checkpoint_number=self.step)
+
+  def _check_finite_variables(self) -> None:
+    """Raises TrainingDivergedError if a float variable to be saved is NaN or Inf."""
+    variables = [v for v in list(self.model.variables) + list(self.optimizer.variables)
+                 if v.dtype.is_floating]
+    finite = tf.stack([tf.reduce_all(tf.math.is_finite(v)) for v in variables]).numpy()
+    if not finite.all():
+      names = [v.name for v, ok in zip(variables, finite) if not ok]
+      raise TrainingDivergedError(
+          f"Training diverged: after step {self.step}, {len(names)} variables hold NaN "
+          f"or Inf (first: {names[0]}); nothing was saved, so the latest checkpoint "
+          f"({self._latest_checkpoint_name()}) is the last good one.")
+
+  def _latest_checkpoint_name(self) -> str:
+    return (self.manager.latest_checkpoint if self.manager else None) or "none"
 
   def export(self, directory: str | None = None) -> str:
     """Writes the model as a SavedModel (masked weights are zeros in its kernels)."""
@@ -450,43 +606,84 @@ class Trainer:
     return now
 
   def train(self, input_fn: TrainInputFn, until: int) -> None:
-    """Trains until `progress` (optimizer steps, or batches) reaches `until`."""
+    """Trains until `progress` (optimizer steps, or batches) reaches `until`.
+
+    Training FLOPs are sampled after the first call that follows the start, a progress
+    line or a checkpoint, every `FLOPS_SAMPLE_CALLS` calls after that, and at every
+    checkpoint, so that each checkpoint holds all calls before it and a resumed run
+    samples where an uninterrupted one does (its counters come out the same).
+
+    Raises:
+      TrainingDivergedError: on a NaN or Inf loss (naming its batch and step) or
+        weights; see `_check_losses` for when losses are checked. Nothing is saved
+        after the last check that passed.
+    """
     config = self.config
     if self.progress >= until:
       return
     batches = self._train_batches(input_fn)
     sample = (self._sparse_flops(), self.step)
-    calls_since_sample = 0
+    calls_since_sample, sample_after_next_call = 0, True
     window = _ProgressWindow(self.progress)
     stretch_start = time.time()
+    step = self.step
     while self.progress < until:
       loss_sum = self._train_step(*next(batches))
       self.counters.batches.assign_add(1)
       calls_since_sample += 1
-      window.add(loss_sum, config.global_batch_size)
-      progress = self.progress
-      self._recorder.maybe_record(self.step, self.optimizer)
-      if calls_since_sample == FLOPS_SAMPLE_CALLS or window.calls == 1:
+      window.add(loss_sum, config.global_batch_size, step,
+                 int(self.counters.batches.numpy()))
+      progress, step = self.progress, self.step
+      self._recorder.maybe_record(step, self.optimizer)
+      if sample_after_next_call or calls_since_sample == FLOPS_SAMPLE_CALLS:
         sample = self._add_training_flops(sample, calls_since_sample)
-        calls_since_sample = 0
+        calls_since_sample, sample_after_next_call = 0, False
       if (config.summary_steps and progress % config.summary_steps == 0
           and progress > window.start):
-        self._report_progress(window, self.step)
+        self._report_progress(window, step)
         window = _ProgressWindow(progress)
+        sample_after_next_call = True
       if (0 < progress < until and progress % config.steps_per_checkpoint == 0
           and progress != self._last_saved_progress):
-        self._checkpoint_now(stretch_start)
+        sample = self._add_training_flops(sample, calls_since_sample)
+        calls_since_sample, sample_after_next_call = 0, True
+        self._checkpoint_now(window, stretch_start)
         stretch_start = time.time()
     self._add_training_flops(sample, calls_since_sample)
     if window.calls:
       self._report_progress(window, self.step)
-    self._checkpoint_now(stretch_start)
+    self._checkpoint_now(window, stretch_start)
 
-  def _checkpoint_now(self, stretch_start: float) -> None:
+  def _checkpoint_now(self, window: _ProgressWindow, stretch_start: float) -> None:
+    self._check_losses(window)
     self.counters.wall_time_s.assign_add(time.time() - stretch_start)
     self.save()
 
+  def _check_losses(self, window: _ProgressWindow) -> None:
+    """Stops training on the first NaN or Inf loss of `window`, naming its batch.
+
+    Losses stay on the device until the loop needs them: for a progress line, which
+    reads them anyway, and before each checkpoint. Each check is one transfer of the
+    window's losses instead of one per call, and no op in the compiled step (XLA drops
+    assertions). A diverged run thus goes on for at most `summary_steps` (or
+    `steps_per_checkpoint`) calls, none of which is saved, and the error names the
+    first bad one.
+
+    Raises:
+      TrainingDivergedError: naming the batch, its step and the last good checkpoint.
+    """
+    bad = window.first_non_finite()
+    if bad is None:
+      return
+    step, batch, value = bad
+    raise TrainingDivergedError(
+        f"Training diverged: the loss of batch {batch} (step {step}) is {value}; "
+        f"stopped without saving, so the latest checkpoint "
+        f"({self._latest_checkpoint_name()}) is the last good one. Lower the learning "
+        "rate or check the input, then resume from it.")
+
   def _report_progress(self, window: _ProgressWindow, step: int) -> None:
+    self._check_losses(window)
     loss = window.mean_loss()
     rate = window.examples_per_second()
     batches = int(self.counters.batches.numpy())
@@ -598,14 +795,28 @@ class _ProgressWindow:
   def __init__(self, progress: int):
     self.start, self.start_time = progress, time.time()
     self.calls, self.examples, self._loss_sums = 0, 0, []
+    self._positions: list[tuple[int, int]] = []
 
-  def add(self, loss_sum: tf.Tensor, examples: int) -> None:
+  def add(self, loss_sum: tf.Tensor, examples: int, step: int, batch: int) -> None:
+    """Adds one call's loss sum, computed at optimizer step `step` on batch `batch`."""
     self.calls += 1
     self.examples += examples
     self._loss_sums.append(loss_sum)
+    self._positions.append((step, batch))
 
   def mean_loss(self) -> float:
     return float(tf.add_n(self._loss_sums).numpy()) / max(self.examples, 1)
+
+  def first_non_finite(self) -> tuple[int, int, float] | None:
+    """(step, batch, loss sum) of the first call whose loss is NaN or Inf, if any."""
+    if not self._loss_sums:
+      return None
+    values = tf.stack(self._loss_sums).numpy()
+    bad = np.flatnonzero(~np.isfinite(values))
+    if not bad.size:
+      return None
+    step, batch = self._positions[bad[0]]
+    return step, batch, float(values[bad[0]])
 
   def examples_per_second(self) -> float:
     return self.examples / max(time.time() - self.start_time, 1e-9)
@@ -650,17 +861,19 @@ def evaluate_checkpoints(trainer: Trainer, eval_input_fn: EvalInputFn, *,
                          ) -> dict[str, Any] | None:
   """Evaluates each new checkpoint of the run directory until one reaches `until_step`.
 
-  Returns the last results, or None when no checkpoint came within `timeout_s`.
+  A checkpoint that cannot be read (deleted by `keep_checkpoint_max` since it was
+  listed, or damaged) is skipped with a logged line; the training job goes on writing
+  newer ones. Returns the last results, or None when no checkpoint came within
+  `timeout_s`.
   """
   metrics = None
   for path in tf.train.checkpoints_iterator(str(trainer.save_path), timeout=timeout_s):
     try:
-      if not tf.io.gfile.exists(path + ".index"):
-        raise tf.errors.NotFoundError(None, None, path)
-      trainer.restore(path)
-    except tf.errors.NotFoundError:  # Deleted (keep_checkpoint_max) since listed.
-      trainer.config.log(f"{path} no longer exists; skipped.")
+      verify_checkpoint(path)
+    except ValueError as error:
+      trainer.config.log(f"warning: skipping checkpoint {path}: {error}")
       continue
+    trainer.restore(path, verified=True)
     metrics = trainer.write_results(trainer.evaluate(eval_input_fn), {"checkpoint": path})
     if trainer.progress >= until_step:
       break

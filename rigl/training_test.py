@@ -1,6 +1,9 @@
 """The shared train/eval loop: metrics, checkpoints, resume, strategies and modes."""
 
 import json
+import os
+import pathlib
+import random
 
 import numpy as np
 import pytest
@@ -215,3 +218,247 @@ def test_float16_loss_scaling_trains_like_float32():
   for name, kernel in half.kernels.items():
     np.testing.assert_allclose(kernel.numpy(), plain.kernels[name].numpy(), atol=2e-2)
     assert np.all(kernel.numpy()[half.masks[name].numpy() == 0] == 0)
+
+
+# ----- crash safety ---------------------------------------------------------------------
+
+CRASH_SEED = 7
+# Checkpoints every CRASH_CHECKPOINT_STEPS of CRASH_STEPS steps, all in one training
+# stretch (one evaluation at the end), so a resumed run starts mid-stretch.
+CRASH_STEPS, CRASH_CHECKPOINT_STEPS = 12, 3
+STEPS_PER_EPOCH = TRAIN_EXAMPLES // BATCH
+WALL_TIME_KEY = "counters/wall_time_s/.ATTRIBUTES/VARIABLE_VALUE"
+HIDDEN_KERNEL_KEY = "model/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def crash_config(run_dir, lines=None, **overrides):
+  """One training stretch of CRASH_STEPS; log lines go to `lines`."""
+  settings = dict(train_steps=CRASH_STEPS, steps_per_eval=CRASH_STEPS,
+                  steps_per_checkpoint=CRASH_CHECKPOINT_STEPS, keep_checkpoint_max=0,
+                  log=(lines if lines is not None else []).append)
+  settings.update(overrides)
+  return config(run_dir, **settings)
+
+
+def crashing_input(crash_at_batch):
+  """`train_input`, but the run dies (an error) drawing global batch `crash_at_batch`."""
+
+  def input_fn(epoch, skip, context):
+    batches = train_input(epoch, skip, context).enumerate(epoch * STEPS_PER_EPOCH + skip)
+
+    def check(index, batch):
+      with tf.control_dependencies([tf.debugging.assert_none_equal(
+          index, tf.constant(crash_at_batch, tf.int64), message="simulated crash")]):
+        return tf.identity(batch[0]), batch[1]
+
+    return batches.map(check)
+
+  return input_fn
+
+
+def new_trainer(method, run_dir, **overrides):
+  """A new process's worth of objects, resumed from the run directory."""
+  trainer = training.Trainer(*build(method), crash_config(run_dir, **overrides))
+  trainer.restore_latest()
+  return trainer
+
+
+def checkpoint_values(prefix):
+  reader = tf.train.load_checkpoint(str(prefix))
+  return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
+
+
+def latest_values(run_dir):
+  return checkpoint_values(tf.train.latest_checkpoint(str(run_dir)))
+
+
+def assert_bitwise_equal(expected, actual, context=""):
+  assert sorted(actual) == sorted(expected), context
+  different = [key for key in expected if key != WALL_TIME_KEY and
+               np.asarray(expected[key]).tobytes() != np.asarray(actual[key]).tobytes()]
+  assert not different, f"{context}: {different}"
+
+
+def listed_checkpoints(run_dir):
+  state = tf.train.get_checkpoint_state(str(run_dir))
+  return [int(path.rsplit("-", 1)[1]) for path in state.all_model_checkpoint_paths]
+
+
+@pytest.mark.parametrize("method", ["rigl", "set", "momentum", "snip", "prune"])
+def test_a_crash_between_checkpoints_resumes_bitwise(tmp_path, method):
+  """Crashed at a random batch, resumed from the last checkpoint: the same end state."""
+  new_trainer(method, tmp_path / "straight").train(train_input, CRASH_STEPS)
+  crash_at = random.Random(f"{CRASH_SEED}/{method}").randint(
+      2 * CRASH_CHECKPOINT_STEPS, CRASH_STEPS - 1)
+  context = f"{method}, crashed drawing batch {crash_at} (seed {CRASH_SEED})"
+  with pytest.raises(tf.errors.InvalidArgumentError, match="simulated crash"):
+    new_trainer(method, tmp_path / "resumed").train(crashing_input(crash_at),
+                                                    CRASH_STEPS)
+  at_crash = listed_checkpoints(tmp_path / "resumed")
+  assert at_crash and at_crash[-1] < CRASH_STEPS, context
+  lines = []
+  resumed = new_trainer(method, tmp_path / "resumed", lines=lines)
+  assert lines[0].startswith("Resumed from") and resumed.step == at_crash[-1], context
+  resumed.train(train_input, CRASH_STEPS)
+  assert listed_checkpoints(tmp_path / "resumed") == listed_checkpoints(
+      tmp_path / "straight") == [3, 6, 9, 12], context
+  # Counters too: the FLOPs sampled over a stretch that the crash cut short.
+  assert_bitwise_equal(latest_values(tmp_path / "straight"),
+                       latest_values(tmp_path / "resumed"), context)
+
+
+@pytest.fixture(scope="module")
+def rigl_run(tmp_path_factory):
+  """An uninterrupted RigL run's directory, with checkpoints at 3, 6, 9 and 12."""
+  run_dir = tmp_path_factory.mktemp("rigl_run")
+  new_trainer("rigl", run_dir).train(train_input, CRASH_STEPS)
+  return run_dir
+
+
+def copy_run(source, target, numbers, listed=None):
+  """Copies checkpoints `numbers` of a run; the state file lists `listed` (all)."""
+  target.mkdir()
+  (target / training.RUN_CONFIG_FILE).write_bytes(
+      (source / training.RUN_CONFIG_FILE).read_bytes())
+  for number in numbers:
+    for path in source.glob(f"model.ckpt-{number}.*"):
+      (target / path.name).write_bytes(path.read_bytes())
+  prefixes = [str(target / f"model.ckpt-{n}") for n in (numbers if listed is None
+                                                           else listed)]
+  tf.compat.v1.train.update_checkpoint_state(str(target), prefixes[-1],
+                                             all_model_checkpoint_paths=prefixes)
+  return target
+
+
+def data_file(prefix):
+  return pathlib.Path(f"{prefix}.data-00000-of-00001")
+
+
+def truncate(path):
+  with open(path, "r+b") as f:
+    f.truncate(os.path.getsize(path) // 2)
+
+
+def flip_last_byte(path):
+  content = bytearray(path.read_bytes())
+  content[-1] ^= 0xFF
+  path.write_bytes(bytes(content))
+
+
+DAMAGES = {
+    "truncated data": lambda prefix: truncate(data_file(prefix)),
+    "missing data": lambda prefix: data_file(prefix).unlink(),
+    "corrupt data": lambda prefix: flip_last_byte(data_file(prefix)),
+    "truncated index": lambda prefix: truncate(pathlib.Path(f"{prefix}.index")),
+    "missing index": lambda prefix: pathlib.Path(f"{prefix}.index").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_resume_falls_back_from_a_damaged_latest_checkpoint(rigl_run, tmp_path, damage):
+  run_dir = copy_run(rigl_run, tmp_path / "run", [3, 6])
+  DAMAGES[damage](run_dir / "model.ckpt-6")
+  lines = []
+  trainer = new_trainer("rigl", run_dir, lines=lines)
+  assert trainer.step == 3
+  assert lines[0].startswith(f"warning: skipping checkpoint {run_dir / 'model.ckpt-6'}")
+  assert lines[1].startswith(f"Resumed from {run_dir / 'model.ckpt-3'}")
+  np.testing.assert_array_equal(
+      trainer.model.get_layer("hidden").kernel.numpy(),
+      checkpoint_values(rigl_run / "model.ckpt-3")[HIDDEN_KERNEL_KEY])
+
+
+def test_resume_falls_back_and_ends_as_an_uninterrupted_run(rigl_run, tmp_path):
+  run_dir = copy_run(rigl_run, tmp_path / "run", [3, 6])
+  truncate(data_file(run_dir / "model.ckpt-6"))
+  new_trainer("rigl", run_dir).train(train_input, CRASH_STEPS)
+  assert_bitwise_equal(checkpoint_values(rigl_run / "model.ckpt-12"),
+                       latest_values(run_dir))
+
+
+def test_resume_takes_a_complete_checkpoint_written_before_it_was_listed(rigl_run,
+                                                                          tmp_path):
+  """A process killed between writing a checkpoint and listing it."""
+  run_dir = copy_run(rigl_run, tmp_path / "run", [3, 6, 9], listed=[3, 6])
+  assert new_trainer("rigl", run_dir).step == 9
+
+
+def test_resume_ignores_an_unfinished_save(rigl_run, tmp_path):
+  """A process killed while writing a checkpoint that was never listed."""
+  run_dir = copy_run(rigl_run, tmp_path / "run", [3, 6, 9], listed=[3, 6])
+  truncate(pathlib.Path(f"{run_dir / 'model.ckpt-9'}.index"))
+  assert new_trainer("rigl", run_dir).step == 6
+
+
+def test_resume_refuses_when_no_listed_checkpoint_can_be_read(rigl_run, tmp_path):
+  run_dir = copy_run(rigl_run, tmp_path / "run", [3])
+  truncate(data_file(run_dir / "model.ckpt-3"))
+  with pytest.raises(ValueError, match="No checkpoint .* can be read"):
+    new_trainer("rigl", run_dir)
+
+
+@pytest.mark.parametrize("damage,named", [
+    ("truncated data", ".data-00000-of-00001"), ("missing data", ".data-00000-of-00001"),
+    ("corrupt data", ".data-00000-of-00001"), ("truncated index", ".index"),
+    ("missing index", ".index")])
+def test_restoring_a_damaged_checkpoint_names_the_file(rigl_run, tmp_path, damage, named):
+  run_dir = copy_run(rigl_run, tmp_path / "run", [6])
+  prefix = str(run_dir / "model.ckpt-6")
+  DAMAGES[damage](prefix)
+  trainer = training.Trainer(*build(), crash_config(""))
+  before = [v.numpy() for v in trainer.model.variables]
+  with pytest.raises(ValueError) as error:
+    trainer.restore(prefix)
+  assert prefix + named in str(error.value)
+  assert "\n" not in str(error.value)  # One line, for the scripts' `error:` line.
+  for old, variable in zip(before, trainer.model.variables):  # Nothing was restored.
+    np.testing.assert_array_equal(old, variable.numpy())
+
+
+def test_evaluate_checkpoints_skips_a_damaged_checkpoint(rigl_run, tmp_path):
+  run_dir = copy_run(rigl_run, tmp_path / "run", [12])
+  truncate(data_file(run_dir / "model.ckpt-12"))
+  lines = []
+  evaluator = training.Trainer(*build(), crash_config(run_dir, lines=lines))
+  assert training.evaluate_checkpoints(evaluator, eval_input, until_step=CRASH_STEPS,
+                                       timeout_s=0) is None
+  assert lines[0].startswith(f"warning: skipping checkpoint {run_dir / 'model.ckpt-12'}")
+
+
+def poisoned_input(poisoned_batch):
+  """`train_input` with NaN features in the global batch `poisoned_batch` (0-based)."""
+
+  def input_fn(epoch, skip, context):
+    batches = train_input(epoch, skip, context).enumerate(epoch * STEPS_PER_EPOCH + skip)
+    return batches.map(lambda index, batch: (
+        tf.where(index == poisoned_batch, np.nan, batch[0]), batch[1]))
+
+  return input_fn
+
+
+@pytest.mark.parametrize("summary_steps", [0, 1])
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path,
+                                                                      summary_steps):
+  poisoned = 4  # The fifth batch, at step 4 (static masks: a step per batch).
+  trainer = training.Trainer(*build("static"), crash_config(
+      tmp_path, summary_steps=summary_steps))
+  with pytest.raises(training.TrainingDivergedError,
+                     match=f"loss of batch {poisoned + 1} \\(step {poisoned}\\) is nan.*"
+                     "model.ckpt-3"):
+    trainer.train(poisoned_input(poisoned), CRASH_STEPS)
+  assert listed_checkpoints(tmp_path) == [3]
+  assert sorted(path.name for path in tmp_path.glob("model.ckpt-*.index")) == [
+      "model.ckpt-3.index"]
+  for key, value in checkpoint_values(tmp_path / "model.ckpt-3").items():
+    if np.asarray(value).dtype.kind == "f":
+      assert np.isfinite(value).all(), key
+
+
+def test_overflowing_weights_are_never_saved(tmp_path):
+  """The first loss is finite; the update it drives makes every weight NaN or Inf."""
+  trainer = training.Trainer(*build("static", learning_rate=np.inf),
+                             crash_config(tmp_path, steps_per_checkpoint=1))
+  with pytest.raises(training.TrainingDivergedError, match="after step 1,.*NaN or Inf"):
+    trainer.train(train_input, CRASH_STEPS)
+  assert tf.train.latest_checkpoint(str(tmp_path)) is None
+  assert not list(tmp_path.glob("model.ckpt-*"))
