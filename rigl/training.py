@@ -626,13 +626,13 @@ class Trainer:
     calls_since_sample, sample_after_next_call = 0, True
     window = _ProgressWindow(self.progress)
     stretch_start = time.time()
-    step = self.step
+    step, batches_drawn = self.step, int(self.counters.batches.numpy())
     while self.progress < until:
       loss_sum = self._train_step(*next(batches))
       self.counters.batches.assign_add(1)
+      batches_drawn += 1
       calls_since_sample += 1
-      window.add(loss_sum, config.global_batch_size, step,
-                 int(self.counters.batches.numpy()))
+      window.add(loss_sum, config.global_batch_size, step, batches_drawn)
       progress, step = self.progress, self.step
       self._recorder.maybe_record(step, self.optimizer)
       if sample_after_next_call or calls_since_sample == FLOPS_SAMPLE_CALLS:
