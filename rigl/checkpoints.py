@@ -438,9 +438,8 @@ def restore_tf1_checkpoint(prefix: str, model: tf_keras.Model,
     source.variable.assign(values[source.key].astype(source.variable.dtype.as_numpy_dtype))
   for name, value in new_masks.items():
     masks[name].assign(value.astype(masks[name].dtype.as_numpy_dtype))
-    if include == INCLUDE_MASKS:
-      kernel = plan.kernels[name].kernel
-      kernel.assign(kernel * tf.cast(masks[name], kernel.dtype))
+  if new_masks:
+    optimizer.apply_masks()
 
   return RestoreReport(
       prefix=str(prefix), include=include, scope=scope,

@@ -21,10 +21,16 @@ def assign(variable: tf.Variable, value: tf.Tensor) -> None:
 
 
 def install_mask(mask: tf.Variable, kernel: tf.Variable, new_mask: tf.Tensor,
-                 weights: tf.Tensor | None = None) -> None:
-  """Sets `mask` to `new_mask` and the kernel to `weights` (default: itself) masked."""
+                 weights: tf.Tensor | None = None, slots: list[tf.Variable] = ()) -> None:
+  """Sets `mask` to `new_mask`, the kernel to `weights` (default: itself) masked.
+
+  The kernel's optimizer `slots` are masked too, so that removed connections keep no
+  momentum that could revive them.
+  """
   weights = tf.convert_to_tensor(kernel) if weights is None else weights
   assign(kernel, weights * new_mask)
+  for slot in slots:
+    assign(slot, slot * tf.cast(new_mask, slot.dtype))
   assign(mask, new_mask)
 
 

@@ -1,9 +1,13 @@
 """The sparse optimizer: wraps any tf_keras optimizer and owns the model's masks.
 
 `SparseOptimizer` keeps one non-trainable mask per sparsified kernel, keeps masked
-weights exactly zero in the kernels (gradients are masked, and the mask is re-applied
-after every step, since momentum or weight decay could otherwise revive them), and
-exposes hooks that each training method overrides:
+weights exactly zero in the kernels, and exposes hooks that each training method
+overrides. Masked weights stay zero because gradients are masked and every mask change
+zeroes the kernel and the optimizer slots where the mask is 0: the optimizers of
+`optimizer_slots.ZERO_PRESERVING_OPTIMIZERS` then leave them at zero by themselves; for
+any other optimizer the masks are re-applied to the kernels after every step.
+
+The hooks:
 
 - `_apply_sparse(distribution, grads, variables, dense_grads)` decides what happens on
   one call of `apply_gradients` (by default: one optimizer step).
@@ -60,6 +64,9 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
   starts_dense = False
   # False for dense training, which keeps no masks at all.
   sparsifies = True
+  # Whether the optimizer slots of masked weights are kept at zero with them (False
+  # for DNW, whose optimizer trains dense copies of the kernels).
+  slots_follow_masks = True
 
   def __init__(self, optimizer: tf_keras.optimizers.Optimizer, model: tf_keras.Model,
                sparsity: sparsity_lib.SparsityConfig | None = None, *, seed: int = 0,
@@ -87,8 +94,11 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     for layer in self._layers:
       self._masks[layer.name] = mask_ops.state_variable(
           self._initial_mask(layer), f"{layer.name}/mask", layer.kernel.dtype)
+    # Re-masking kernels after each step costs a multiply per kernel; it is needed only
+    # for optimizers that could move a zero weight with zero gradient and slots.
+    self._reapplies_masks = not optimizer_slots.preserves_zeros(optimizer)
     self._create_state()
-    self._apply_masks_eagerly()
+    self.apply_masks()
 
   # ----- construction ---------------------------------------------------------------
 
@@ -105,9 +115,6 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     """Creates method-specific variables; called after the masks exist."""
     return None
 
-  def _apply_masks_eagerly(self) -> None:
-    for layer in self._layers:
-      layer.kernel.assign(layer.kernel * self._masks[layer.name])
 
   # ----- delegation to the wrapped optimizer ------------------------------------------
 
@@ -172,6 +179,18 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     """The sparsified kernel of every masked layer, keyed by layer name."""
     return {layer.name: layer.kernel for layer in self._layers}
 
+  def apply_masks(self) -> None:
+    """Zeroes every kernel and its optimizer slots where its mask is 0.
+
+    Training keeps this true by itself; call it after assigning masks or kernels from
+    outside (warm starts, imported checkpoints). Idempotent, bit for bit.
+    """
+    for layer in self._layers:
+      mask = self._masks[layer.name]
+      slots = self._slots.get(layer.name, []) if self.slots_follow_masks else []
+      for variable in [layer.kernel] + slots:
+        variable.assign(variable * tf.cast(mask, variable.dtype))
+
   def initial_masks(self) -> dict[str, np.ndarray]:
     """The masks this optimizer was built with, keyed by layer name.
 
@@ -227,7 +246,10 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     self._optimizer_step(distribution, grads, variables)
 
   def _optimizer_step(self, distribution, grads, variables, reapply_masks=True):
-    """Runs the wrapped optimizer on `grads`, then (by default) re-applies the masks."""
+    """Runs the wrapped optimizer on `grads`, then re-applies the masks if needed.
+
+    `reapply_masks=False` never re-applies them (DNW installs its own kernels).
+    """
 
     def step(*replica_grads):
       pairs = list(zip(replica_grads, variables))
@@ -237,7 +259,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
         self._optimizer.apply_gradients(pairs, skip_gradients_aggregation=True)
 
     distribution.extended.call_for_each_replica(step, args=tuple(grads))
-    if reapply_masks:
+    if reapply_masks and self._reapplies_masks:
       self._reapply_masks(distribution)
     return tf.constant(False)
 
@@ -250,10 +272,11 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
   def _seed_fn(self, layer_name: str, step: tf.Tensor):
     return lambda tag: stateless_random.seed(layer_name, tag, self.seed, step)
 
-  def _reset_slots(self, slots, new_connections, values) -> None:
-    """Sets every optimizer slot to `values` at `new_connections` (local copies)."""
+  def _reset_slots(self, slots, new_connections, values, new_mask) -> None:
+    """Sets every slot to `values` at `new_connections` and 0 off `new_mask` (local)."""
     for slot in slots:
-      mask_ops.assign(slot, tf.where(new_connections > 0, tf.cast(values, slot.dtype), slot))
+      reset = tf.where(new_connections > 0, tf.cast(values, slot.dtype), slot)
+      mask_ops.assign(slot, reset * tf.cast(new_mask, slot.dtype))
 
 
 class DynamicSparseOptimizer(SparseOptimizer):
@@ -384,5 +407,5 @@ class DynamicSparseOptimizer(SparseOptimizer):
                                            gradient=dense_grad,
                                            initial_kernel=state.get("initial_kernel"))
     mask_ops.assign(kernel, tf.where(new_connections > 0, new_values, weights) * new_mask)
-    self._reset_slots(slots, new_connections, self._new_slot_values(dense_grad))
+    self._reset_slots(slots, new_connections, self._new_slot_values(dense_grad), new_mask)
     mask_ops.assign(mask, new_mask)

@@ -155,14 +155,15 @@ class SparseSnip(SparseOptimizer):
     for layer, grad in zip(self._layers, dense_grads):
       sparsity = self.layer_sparsities[layer.name]
 
-      def snip_layer(mask, kernel, grad, sparsity=sparsity):
+      def snip_layer(mask, kernel, grad, slots, sparsity=sparsity):
         weights = tf.convert_to_tensor(kernel)
         new_mask = mask_ops.keep_top_at_sparsity(
             tf.abs(tf.cast(grad, weights.dtype) * weights), sparsity)
-        mask_ops.install_mask(mask, kernel, new_mask, weights)
+        mask_ops.install_mask(mask, kernel, new_mask, weights, slots)
 
       distribution.extended.update(self._masks[layer.name], snip_layer,
-                                   args=(layer.kernel, grad), group=False)
+                                   args=(layer.kernel, grad, self._slots[layer.name]),
+                                   group=False)
     distribution.extended.update(self._is_snipped, mask_ops.assign, args=(True,),
                                  group=False)
     return tf.constant(True)
@@ -176,6 +177,7 @@ class SparseDNW(SparseOptimizer):
   masked dense copy.
   """
   starts_dense = True
+  slots_follow_masks = False
 
   def _create_state(self) -> None:
     self._dense_kernels = {layer.name: mask_ops.state_variable(tf.identity(layer.kernel),
@@ -267,7 +269,7 @@ class SparsePrune(SparseOptimizer):
     for layer in self._layers:
       sparsity = self.target_sparsity_at(layer.name, step)
 
-      def prune_layer(mask, kernel, threshold, sparsity=sparsity):
+      def prune_layer(mask, kernel, threshold, slots, sparsity=sparsity):
         magnitudes = tf.abs(tf.convert_to_tensor(kernel))
         size = tf.size(magnitudes)
         keep = tf.maximum(tf.cast(tf.round(
@@ -276,11 +278,11 @@ class SparsePrune(SparseOptimizer):
                          (1.0 - decay) * mask_ops.kth_largest(magnitudes, keep))
         new_mask = tf.cast(magnitudes >= new_threshold, magnitudes.dtype)
         mask_ops.assign(threshold, new_threshold)
-        mask_ops.install_mask(mask, kernel, new_mask)
+        mask_ops.install_mask(mask, kernel, new_mask, slots=slots)
 
       distribution.extended.update(self._masks[layer.name], prune_layer,
-                                   args=(layer.kernel, self._thresholds[layer.name]),
-                                   group=False)
+                                   args=(layer.kernel, self._thresholds[layer.name],
+                                         self._slots[layer.name]), group=False)
     return tf.constant(True)
 
 

@@ -149,6 +149,27 @@ def test_masked_weights_stay_zero_under_momentum():
     assert np.all(harness.kernel()[harness.mask() == 0] == 0)
 
 
+class _DriftingSGD(tf_keras.optimizers.SGD):
+  """Moves every weight by a constant each step, zero gradient or not."""
+
+  def update_step(self, gradient, variable):
+    super().update_step(gradient, variable)
+    variable.assign_add(tf.fill(tf.shape(variable), 0.01))
+
+
+@pytest.mark.parametrize("method", ["scratch", "set", "rigl"])
+def test_masks_are_reapplied_after_steps_of_untrusted_optimizers(method):
+  model = dense_model()
+  optimizer = rigl.create_sparse_optimizer(method, _DriftingSGD(0.1), model,
+                                           rigl.SparsityConfig(0.7),
+                                           schedule=schedule(1, 100, 3, 0.5))
+  harness = Harness(model, optimizer)
+  for _ in range(5):
+    harness.step()
+    assert np.all(harness.kernel()[harness.mask() == 0] == 0)
+  assert np.all(harness.kernel()[harness.mask() == 1] != 0)
+
+
 # ----- static ---------------------------------------------------------------------------
 
 
@@ -447,10 +468,12 @@ def test_invariants_after_many_updates(method):
       if method not in ("snip", "dnw", "prune"):
         assert mask.sum() == counts[name]
       new = (mask == 1) & (old_masks[name] == 0)
-      if isinstance(optimizer, rigl.DynamicSparseOptimizer):
-        for slot in optimizer_slots.slots_of(
-            optimizer.inner_optimizer, optimizer.kernels[name]):
+      for slot in optimizer_slots.slots_of(optimizer.inner_optimizer,
+                                           optimizer.kernels[name]):
+        if isinstance(optimizer, rigl.DynamicSparseOptimizer):
           assert np.all(slot.numpy()[new] == 0)
+        if optimizer.slots_follow_masks:  # What keeps removed weights from reviving.
+          assert np.all(slot.numpy()[mask == 0] == 0)
   expected = optimizer.layer_sparsities
   for name, mask in optimizer.masks.items():
     assert mask.numpy().sum() == mask.numpy().size - int(

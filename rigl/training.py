@@ -440,6 +440,9 @@ class Trainer:
       raise ValueError(f"{path} is not a checkpoint of this model and training method: "
                        f"{str(error)[:500]}") from None
     status.expect_partial()
+    # A no-op on this loop's checkpoints; slots saved by older versions of this library
+    # kept momentum on masked connections, which would revive them.
+    self.optimizer.apply_masks()
 
   def save(self) -> None:
     """Checkpoints the current state as `model.ckpt-<step>` (and the mask records).

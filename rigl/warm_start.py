@@ -50,10 +50,9 @@ def load_masks(path: str, model: tf_keras.Model, optimizer: SparseOptimizer) -> 
                  if tuple(value.shape) != tuple(masks[name].shape))
   if wrong:
     raise ValueError(f"--load_mask_dir={path}: mask shapes differ for {wrong}.")
-  kernels = optimizer.kernels
   for name, value in values.items():
     masks[name].assign(value)
-    kernels[name].assign(kernels[name] * masks[name])
+  optimizer.apply_masks()
 
 
 def load_initial_values(path: str, model: tf_keras.Model,
@@ -70,9 +69,7 @@ def load_initial_values(path: str, model: tf_keras.Model,
     return
   status = tf.train.Checkpoint(model=model).restore(prefix)
   status.expect_partial().assert_existing_objects_matched()
-  kernels = optimizer.kernels
-  for name, mask in optimizer.masks.items():
-    kernels[name].assign(kernels[name] * mask)
+  optimizer.apply_masks()
 
 
 def start_new_run(save_path: str, model: tf_keras.Model, optimizer: SparseOptimizer, *,
