@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import tensorflow as tf
 
@@ -21,7 +23,8 @@ def assign(variable: tf.Variable, value: tf.Tensor) -> None:
 
 
 def install_mask(mask: tf.Variable, kernel: tf.Variable, new_mask: tf.Tensor,
-                 weights: tf.Tensor | None = None, slots: list[tf.Variable] = ()) -> None:
+                 weights: tf.Tensor | None = None,
+                 slots: Sequence[tf.Variable] = ()) -> None:
   """Sets `mask` to `new_mask`, the kernel to `weights` (default: itself) masked.
 
   The kernel's optimizer `slots` are masked too, so that removed connections keep no

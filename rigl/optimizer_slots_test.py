@@ -64,15 +64,15 @@ def test_listed_optimizers_keep_zero_weights_with_zero_gradients_and_slots(
   assert optimizer_slots.preserves_zeros(optimizer)
 
 
-class _DriftingSGD(tf_keras.optimizers.SGD):
-  """An SGD subclass; subclasses may change the update, so none is trusted."""
+class _SGDSubclass(tf_keras.optimizers.SGD):
+  """Subclasses may change the update, so none is trusted, even an unchanged one."""
 
 
 @pytest.mark.parametrize("make", [
     lambda: tf_keras.optimizers.Ftrl(0.1),
     lambda: tf_keras.optimizers.Adafactor(0.1),
     lambda: tf_keras.optimizers.SGD(0.1, momentum=0.9, use_ema=True),
-    lambda: _DriftingSGD(0.1),
+    lambda: _SGDSubclass(0.1),
 ])
 def test_other_optimizers_are_not_trusted_to_keep_zeros(make):
   assert not optimizer_slots.preserves_zeros(make())

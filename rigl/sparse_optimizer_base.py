@@ -115,7 +115,6 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     """Creates method-specific variables; called after the masks exist."""
     return None
 
-
   # ----- delegation to the wrapped optimizer ------------------------------------------
 
   @property
