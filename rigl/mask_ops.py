@@ -53,47 +53,95 @@ def _ordered_keys(flat: tf.Tensor) -> tf.Tensor:
   return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, magnitude_bits), bits)
 
 
-def _threshold_key(keys: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
-  """A key t with count(keys > t) < count <= count(keys >= t), by bisection.
+def _float_type_for(key_dtype: tf.DType) -> tf.DType:
+  """The float type that interpolates between keys (float32 where TPUs need it)."""
+  return tf.float64 if key_dtype == tf.int64 else tf.float32
 
-  Counting passes instead of a sort: at most one per key bit, fewer when some t has
-  exactly `count` keys at or above it; O(n) memory and static shapes.
+
+def _search_threshold(keys: tf.Tensor, count: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """A key t with count(keys > t) < count <= count(keys >= t), and the passes it took.
+
+  Each pass counts the keys at or above one probe key. The bracket [low, high] starts
+  at the keys' range; a probe goes where the straight line through the counts at the
+  bracket's ends crosses `count` (interpolation search: a handful of passes on smooth
+  score distributions), and a probe that fails to halve the bracket is followed by a
+  bisection probe, so no search takes more than two passes per key bit. The search
+  stops as soon as a probe has exactly `count` keys at or above it. No sort, O(n)
+  memory, static shapes.
   """
   count = tf.cast(count, tf.int32)
+  float_type = _float_type_for(keys.dtype)
+  largest_probe = float(np.nextafter(np.array(keys.dtype.max, float_type.as_numpy_dtype),
+                                     0))
 
-  def halve(low, high):
+  def to_float(value):
+    return tf.cast(value, float_type)
+
+  def midpoint(low, high):
     # floor((low + high + 1) / 2) without overflow.
     halves = tf.bitwise.right_shift(low, 1) + tf.bitwise.right_shift(high, 1)
     odd_bits = tf.bitwise.bitwise_and(low, 1) + tf.bitwise.bitwise_and(high, 1)
-    middle = halves + tf.bitwise.right_shift(odd_bits + 1, 1)
-    at_or_above = tf.reduce_sum(tf.cast(keys >= middle, tf.int32))
+    return halves + tf.bitwise.right_shift(odd_bits + 1, 1)
+
+  def interpolated(low, high, count_low, count_above):
+    fraction = (to_float(count_low - count) /
+                to_float(tf.maximum(count_low - count_above, 1)))
+    # high - low wraps around when the bracket spans more than the key type's range;
+    # such a bracket is wide enough to take its offset in floating point.
+    wraps = tf.logical_and(low < 0, high > keys.dtype.max + tf.minimum(low, 0))
+    width = tf.where(wraps, to_float(high) - to_float(low), to_float(high - low))
+    offset = (width + 1) * fraction
+    from_float = tf.cast(tf.clip_by_value(to_float(low) + offset, keys.dtype.min,
+                                          largest_probe), keys.dtype)
+    # Exact integer arithmetic otherwise, which narrow brackets need.
+    from_low = low + tf.cast(tf.clip_by_value(offset, 0, largest_probe), keys.dtype)
+    return tf.clip_by_value(tf.where(wraps, from_float, from_low), low + 1, high)
+
+  def search_step(low, high, count_low, count_above, bisect, passes):
+    # Invariant: count(keys >= low) = count_low >= count > count_above
+    # = count(keys > high).
+    probe = tf.where(bisect, midpoint(low, high),
+                     interpolated(low, high, count_low, count_above))
+    at_or_above = tf.reduce_sum(tf.cast(keys >= probe, tf.int32))
     enough = at_or_above >= count
     exact = tf.equal(at_or_above, count)
-    return (tf.where(enough, middle, low),
-            tf.where(exact, middle, tf.where(enough, high, middle - 1)))
+    new_low = tf.where(enough, probe, low)
+    new_high = tf.where(exact, probe, tf.where(enough, high, probe - 1))
+    halved = (to_float(new_high) - to_float(new_low)) <= (to_float(high) - to_float(low)) / 2
+    return (new_low, new_high, tf.where(enough, at_or_above, count_low),
+            tf.where(enough, count_above, at_or_above),
+            tf.logical_and(tf.logical_not(bisect), tf.logical_not(halved)), passes + 1)
 
-  lowest, highest = (tf.constant(limit, keys.dtype)
-                     for limit in (keys.dtype.min, keys.dtype.max))
-  low, _ = tf.while_loop(lambda low, high: low < high, halve, (lowest, highest))
-  return low
+  low = tf.reduce_min(keys)
+  size = tf.size(keys)
+  # Every key is at or above the lowest one: when all are wanted, it is the answer.
+  high = tf.where(tf.equal(count, size), low, tf.reduce_max(keys))
+  low, _, _, _, _, passes = tf.while_loop(
+      lambda low, high, *_: low < high, search_step,
+      (low, high, size, tf.constant(0), tf.constant(False), tf.constant(0)))
+  return low, passes
 
 
-def _keep_top_by_bisection(flat: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+def _keep_top_by_search(flat: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
   keys = _ordered_keys(flat)
-  threshold = _threshold_key(keys, count)
+  threshold, _ = _search_threshold(keys, count)
   above = keys > threshold
-  # Of the entries equal to the threshold, the first ones in index order fill the rest.
+  # Of the entries equal to the threshold, the first ones in index order fill the rest
+  # (a running count, skipped in the usual case that all of them fit).
   at_threshold = tf.cast(tf.equal(keys, threshold), tf.int32)
   places_left = count - tf.reduce_sum(tf.cast(above, tf.int32))
-  tied_kept = tf.logical_and(at_threshold > 0, tf.cumsum(at_threshold) <= places_left)
+  tied = at_threshold > 0
+  tied_kept = tf.cond(
+      tf.reduce_sum(at_threshold) <= places_left, lambda: tied,
+      lambda: tf.logical_and(tied, tf.cumsum(at_threshold) <= places_left))
   return tf.cast(tf.logical_or(above, tied_kept), flat.dtype)
 
 
-def _kth_largest_by_bisection(flat: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+def _kth_largest_by_search(flat: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
   keys = _ordered_keys(flat)
-  at_or_above = keys >= _threshold_key(keys, count)
+  threshold, _ = _search_threshold(keys, count)
   infinity = tf.fill(tf.shape(flat), tf.constant(np.inf, flat.dtype))
-  return tf.reduce_min(tf.where(at_or_above, flat, infinity))
+  return tf.reduce_min(tf.where(keys >= threshold, flat, infinity))
 
 
 def _descending_order(flat: tf.Tensor) -> tf.TopKV2:
@@ -112,19 +160,33 @@ def _kth_largest_by_sorting(flat: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
   return tf.gather(_descending_order(flat).values, count - 1)
 
 
-# Kernels from this size up select by bisection, XLA-compiled (one program per shape,
-# about 0.4 s to compile on CPU): fusing its counting passes makes it 3-6x faster than
-# a sort there. Smaller ones sort, which is as fast and compiles nothing.
-BISECTION_MIN_SIZE = 2**14
-_keep_top_compiled = tf.function(_keep_top_by_bisection, jit_compile=True,
+# Kernels from this size up select by counting search, XLA-compiled (one program per
+# shape, about 0.4 s to compile on CPU): fusing its counting passes makes it many times
+# faster than a sort there. Smaller ones sort, which is as fast and compiles nothing.
+SEARCH_MIN_SIZE = 2**14
+_keep_top_compiled = tf.function(_keep_top_by_search, jit_compile=True,
                                  reduce_retracing=True)
-_kth_largest_compiled = tf.function(_kth_largest_by_bisection, jit_compile=True,
+_kth_largest_compiled = tf.function(_kth_largest_by_search, jit_compile=True,
                                     reduce_retracing=True)
 
 
-def _uses_bisection(flat: tf.Tensor) -> bool:
+def _drop_and_grow_by(keep_top_fn):
+  def drop_and_grow(drop_scores, grow_scores, n_keep, n_grow):
+    kept = keep_top_fn(drop_scores, n_keep)
+    # Kept connections rank below every other candidate for growth.
+    grow_scores = tf.where(kept > 0, tf.reduce_min(grow_scores) - 1, grow_scores)
+    return kept, keep_top_fn(grow_scores, n_grow)
+  return drop_and_grow
+
+
+_drop_and_grow_by_sorting = _drop_and_grow_by(_keep_top_by_sorting)
+_drop_and_grow_compiled = tf.function(_drop_and_grow_by(_keep_top_by_search),
+                                      jit_compile=True, reduce_retracing=True)
+
+
+def _uses_search(flat: tf.Tensor) -> bool:
   size = flat.shape.num_elements()
-  return size is None or size >= BISECTION_MIN_SIZE
+  return size is None or size >= SEARCH_MIN_SIZE
 
 
 def keep_top(scores: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
@@ -135,7 +197,7 @@ def keep_top(scores: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
   """
   flat = tf.reshape(scores, [-1])
   count = tf.clip_by_value(tf.cast(count, tf.int32), 0, tf.size(flat))
-  select = _keep_top_compiled if _uses_bisection(flat) else _keep_top_by_sorting
+  select = _keep_top_compiled if _uses_search(flat) else _keep_top_by_sorting
   return tf.reshape(select(flat, count), tf.shape(scores))
 
 
@@ -143,8 +205,26 @@ def kth_largest(scores: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
   """The `count`-th largest entry of `scores` (1-based; clipped to [1, size])."""
   flat = tf.reshape(scores, [-1])
   count = tf.clip_by_value(tf.cast(count, tf.int32), 1, tf.size(flat))
-  select = _kth_largest_compiled if _uses_bisection(flat) else _kth_largest_by_sorting
+  select = _kth_largest_compiled if _uses_search(flat) else _kth_largest_by_sorting
   return select(flat, count)
+
+
+def drop_and_grow(drop_scores: tf.Tensor, grow_scores: tf.Tensor, n_keep: tf.Tensor,
+                  n_grow: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  """0/1 masks of the kept and the grown connections of one mask update.
+
+  Kept: the `n_keep` highest `drop_scores`; grown: the `n_grow` highest `grow_scores`
+  among the others (`keep_top`'s tie-breaking). Both selections run in one compiled
+  program on large kernels.
+  """
+  flat_drop, flat_grow = (tf.reshape(scores, [-1]) for scores in (drop_scores, grow_scores))
+  n_keep, n_grow = (tf.clip_by_value(tf.cast(count, tf.int32), 0, tf.size(flat_drop))
+                    for count in (n_keep, n_grow))
+  select = (_drop_and_grow_compiled if _uses_search(flat_drop)
+            else _drop_and_grow_by_sorting)
+  kept, grown = select(flat_drop, flat_grow, n_keep, n_grow)
+  return (tf.reshape(kept, tf.shape(drop_scores)),
+          tf.reshape(grown, tf.shape(grow_scores)))
 
 
 def keep_top_at_sparsity(scores: tf.Tensor, sparsity: float) -> tf.Tensor:

@@ -42,7 +42,7 @@ def test_keep_top_counts_and_ties():
 
 SELECTIONS = {
     "sorting": (mask_ops._keep_top_by_sorting, mask_ops._kth_largest_by_sorting),
-    "bisection": (mask_ops._keep_top_by_bisection, mask_ops._kth_largest_by_bisection),
+    "search": (mask_ops._keep_top_by_search, mask_ops._kth_largest_by_search),
 }
 
 
@@ -65,9 +65,9 @@ def test_selection_matches_a_stable_sort(selection, kind, dtype):
                 np.sort(exact)[::-1][count - 1])
 
 
-def test_large_kernels_select_by_compiled_bisection():
+def test_large_kernels_select_by_compiled_search():
   rng = np.random.default_rng(0)
-  size = mask_ops.BISECTION_MIN_SIZE
+  size = mask_ops.SEARCH_MIN_SIZE
   # Few distinct values: ties at the threshold in every case.
   scores = tf.constant(rng.integers(0, 50, size=(size // 8, 8)).astype(np.float32))
   for count in (0, 1, 1000, size - 1, size):
@@ -75,6 +75,60 @@ def test_large_kernels_select_by_compiled_bisection():
                                   numpy_keep_top(scores.numpy(), count))
   assert (mask_ops.kth_largest(scores, 1000).numpy() ==
           np.sort(scores.numpy().reshape(-1))[::-1][999])
+
+
+def adversarial_scores(rng: np.random.Generator, kind: str, size: int) -> np.ndarray:
+  """Score distributions on which a straight-line guess is far off."""
+  if kind == "spike_below":  # Drop scores: most entries -inf, the rest spread out.
+    values = np.full(size, -np.inf)
+    active = rng.random(size) < 0.1
+    values[active] = np.abs(rng.normal(size=active.sum()))
+    return values
+  if kind == "spike_above":
+    values = rng.normal(size=size)
+    values[rng.random(size) < 0.5] = 1e30
+    return values
+  if kind == "heavy_tailed":
+    return np.exp(rng.normal(size=size) * 20)
+  return np.geomspace(1e-30, 1e30, size)  # "geometric": equal steps in the exponent.
+
+
+@pytest.mark.parametrize("kind", ["spike_below", "spike_above", "heavy_tailed",
+                                  "geometric"])
+def test_search_is_exact_and_needs_at_most_two_passes_per_key_bit(kind):
+  rng = np.random.default_rng(7)
+  size = 5000
+  scores = tf.constant(adversarial_scores(rng, kind, size), tf.float32)
+  search = tf.function(mask_ops._search_threshold, jit_compile=True)
+  for count in (1, 17, 500, 4999):
+    np.testing.assert_array_equal(mask_ops._keep_top_by_search(scores, count).numpy(),
+                                  numpy_keep_top(scores.numpy(), count))
+    _, passes = search(mask_ops._ordered_keys(scores), tf.constant(count))
+    assert 1 <= passes.numpy() <= 2 * 32
+
+
+def bisection_passes(keys: np.ndarray, count: int) -> int:
+  """Counting passes that plain bisection over the int32 key range takes."""
+  low, high, passes = np.iinfo(np.int32).min, np.iinfo(np.int32).max, 0
+  while low < high:
+    middle = (low + high + 1) // 2
+    at_or_above = int(np.sum(keys >= middle))
+    passes += 1
+    if at_or_above == count:
+      break
+    low, high = (middle, high) if at_or_above > count else (low, middle - 1)
+  return passes
+
+
+@pytest.mark.parametrize("kind", ["uniform", "half_normal"])
+def test_search_needs_fewer_passes_than_bisection_on_smooth_scores(kind):
+  rng = np.random.default_rng(5)
+  values = rng.random(100_000) if kind == "uniform" else np.abs(rng.normal(size=100_000))
+  keys = mask_ops._ordered_keys(tf.constant(values, tf.float32))
+  for count in (1000, 30_000, 90_000):
+    threshold, passes = mask_ops._search_threshold(keys, tf.constant(count))
+    assert np.sum(keys.numpy() >= threshold.numpy()) == count
+    assert passes.numpy() < bisection_passes(keys.numpy().astype(np.int64), count)
 
 
 def test_keep_top_is_exact_when_nearby_floats_differ_in_the_last_bit():

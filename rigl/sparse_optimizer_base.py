@@ -394,10 +394,10 @@ class DynamicSparseOptimizer(SparseOptimizer):
     n_ones = tf.reduce_sum(tf.cast(old_mask, tf.int32))
     # float32 as in the original, so counts match it exactly.
     n_prune = tf.cast(tf.cast(n_ones, tf.float32) * drop_fraction, tf.int32)
-    kept = mask_ops.keep_top(self._drop_score(weights, old_mask, seed_fn), n_ones - n_prune)
-    grow_score = self._grow_score(weights, old_mask, dense_grad, state, seed_fn)
-    grow_score = tf.where(kept > 0, tf.reduce_min(grow_score) - 1.0, grow_score)
-    grown = mask_ops.keep_top(grow_score, n_prune)
+    kept, grown = mask_ops.drop_and_grow(
+        self._drop_score(weights, old_mask, seed_fn),
+        self._grow_score(weights, old_mask, dense_grad, state, seed_fn),
+        n_ones - n_prune, n_prune)
     tf.debugging.assert_equal(tf.reduce_sum(kept * grown), tf.constant(0, kept.dtype),
                               message="Kept and grown connections overlap.")
     new_connections = grown if self.reinit_when_same else grown * (1.0 - old_mask)

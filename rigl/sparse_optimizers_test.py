@@ -282,9 +282,9 @@ def test_rigl_drops_smallest_weights_and_grows_largest_gradients():
 
 
 def test_update_masks_runs_one_update_off_schedule_on_a_large_kernel():
-  """`update_masks` (for tools) on a kernel big enough for the bisection selection."""
+  """`update_masks` (for tools) on a kernel big enough for the compiled search selection."""
   n_in, n_out = 128, 160
-  assert n_in * n_out >= mask_ops.BISECTION_MIN_SIZE
+  assert n_in * n_out >= mask_ops.SEARCH_MIN_SIZE
   model = dense_model(n_in, n_out)
   values = np.random.default_rng(2).permutation(np.linspace(0.01, 3.0, n_in * n_out))
   model.get_layer(LAYER).kernel.assign(values.reshape(n_in, n_out).astype(np.float32))
