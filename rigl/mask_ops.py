@@ -173,8 +173,11 @@ _kth_largest_compiled = tf.function(_kth_largest_by_search, jit_compile=True,
 def _drop_and_grow_by(keep_top_fn):
   def drop_and_grow(drop_scores, grow_scores, n_keep, n_grow):
     kept = keep_top_fn(drop_scores, n_keep)
-    # Kept connections rank below every other candidate for growth.
-    grow_scores = tf.where(kept > 0, tf.reduce_min(grow_scores) - 1, grow_scores)
+    # Kept connections rank strictly below every other candidate for growth (-inf
+    # grow scores count as the lowest finite one), so none of them is grown.
+    lowest = tf.constant(grow_scores.dtype.min, grow_scores.dtype)
+    grow_scores = tf.where(kept > 0, tf.constant(-np.inf, grow_scores.dtype),
+                           tf.maximum(grow_scores, lowest))
     return kept, keep_top_fn(grow_scores, n_grow)
   return drop_and_grow
 
@@ -214,12 +217,13 @@ def drop_and_grow(drop_scores: tf.Tensor, grow_scores: tf.Tensor, n_keep: tf.Ten
   """0/1 masks of the kept and the grown connections of one mask update.
 
   Kept: the `n_keep` highest `drop_scores`; grown: the `n_grow` highest `grow_scores`
-  among the others (`keep_top`'s tie-breaking). Both selections run in one compiled
-  program on large kernels.
+  among the others (`keep_top`'s tie-breaking), so the two never overlap. Both
+  selections run in one compiled program on large kernels.
   """
   flat_drop, flat_grow = (tf.reshape(scores, [-1]) for scores in (drop_scores, grow_scores))
-  n_keep, n_grow = (tf.clip_by_value(tf.cast(count, tf.int32), 0, tf.size(flat_drop))
-                    for count in (n_keep, n_grow))
+  size = tf.size(flat_drop)
+  n_keep = tf.clip_by_value(tf.cast(n_keep, tf.int32), 0, size)
+  n_grow = tf.clip_by_value(tf.cast(n_grow, tf.int32), 0, size - n_keep)
   select = (_drop_and_grow_compiled if _uses_search(flat_drop)
             else _drop_and_grow_by_sorting)
   kept, grown = select(flat_drop, flat_grow, n_keep, n_grow)

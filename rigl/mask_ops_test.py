@@ -140,6 +140,33 @@ def test_keep_top_is_exact_when_nearby_floats_differ_in_the_last_bit():
                                 numpy_keep_top(scores.numpy(), 6))
 
 
+def numpy_drop_and_grow(drop: np.ndarray, grow: np.ndarray, n_keep: int,
+                        n_grow: int) -> tuple[np.ndarray, np.ndarray]:
+  kept = numpy_keep_top(drop, n_keep)
+  others = np.flatnonzero(kept.reshape(-1) == 0)
+  order = others[np.argsort(-grow.reshape(-1)[others], kind="stable")]
+  grown = np.zeros(grow.size)
+  grown[order[:n_grow]] = 1
+  return kept, grown.reshape(grow.shape)
+
+
+@pytest.mark.parametrize("size", [120, mask_ops.SEARCH_MIN_SIZE])
+def test_drop_and_grow_keeps_then_grows_among_the_others(size):
+  rng = np.random.default_rng(11)
+  drop = np.where(rng.random(size) < 0.3, rng.random(size), -np.inf).astype(np.float32)
+  # Huge equal grow scores: "the lowest one minus 1" would tie with them.
+  grow = np.where(rng.random(size) < 0.9, -1e30, rng.normal(size=size) * 1e30)
+  grow = grow.astype(np.float32)
+  n_keep = int(np.isfinite(drop).sum() * 0.7)
+  for n_grow in (0, 5, size // 2, size):
+    kept, grown = mask_ops.drop_and_grow(tf.constant(drop), tf.constant(grow), n_keep, n_grow)
+    expected_kept, expected_grown = numpy_drop_and_grow(drop, grow, n_keep,
+                                                        min(n_grow, size - n_keep))
+    np.testing.assert_array_equal(kept.numpy(), expected_kept)
+    np.testing.assert_array_equal(grown.numpy(), expected_grown)
+    assert not np.any(kept.numpy() * grown.numpy())
+
+
 def test_keep_top_at_sparsity_keeps_exact_count():
   scores = tf.random.stateless_uniform([7, 9], seed=[1, 2])
   mask = mask_ops.keep_top_at_sparsity(scores, 0.7).numpy()

@@ -398,8 +398,6 @@ class DynamicSparseOptimizer(SparseOptimizer):
         self._drop_score(weights, old_mask, seed_fn),
         self._grow_score(weights, old_mask, dense_grad, state, seed_fn),
         n_ones - n_prune, n_prune)
-    tf.debugging.assert_equal(tf.reduce_sum(kept * grown), tf.constant(0, kept.dtype),
-                              message="Kept and grown connections overlap.")
     new_connections = grown if self.reinit_when_same else grown * (1.0 - old_mask)
     new_mask = kept + grown
     new_values = grow_init_lib.grow_values(self.grow_init, weights, old_mask, seed_fn,
