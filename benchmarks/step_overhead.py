@@ -4,7 +4,9 @@ For each model, trains one copy per method (dense, scratch, SET, SNFS, RigL, gra
 pruning; ERK 0.9) with the shared loop's compiled step on one fixed synthetic batch:
 
 - ordinary steps: all methods in alternating rounds of --chunk_steps steps, so that
-  drifts of the machine (clocks, caches, other load) fall on every method alike;
+  drifts of the machine (clocks, caches, other load) fall on every method alike; each
+  round starts one method later than the one before, so that no method always runs
+  first or right after dense;
 - one mask update alone (`SparseOptimizer.update_masks` on fixed gradients), timed
   --update_repeats times.
 
@@ -76,11 +78,11 @@ MODELS = {
 flags.DEFINE_list("models", list(MODELS), f"Models, of {', '.join(MODELS)}.")
 flags.DEFINE_list("batch_sizes", ["100", "32", "8", "16"],
                   "Global batch per model, in the order of --models.")
-flags.DEFINE_list("rounds", ["15", "6", "5", "5"],
+flags.DEFINE_list("rounds", ["40", "6", "5", "5"],
                   "Timed rounds of ordinary steps per model (the spread's samples).")
 flags.DEFINE_list("chunk_steps", ["50", "4", "2", "3"],
                   "Ordinary steps per method per round, per model.")
-flags.DEFINE_integer("update_repeats", 5, "Timed mask updates per method.")
+flags.DEFINE_integer("update_repeats", 9, "Timed mask updates per method.")
 flags.DEFINE_integer("cycle_steps", 100, "Steps between mask updates (Delta T).")
 flags.DEFINE_integer("direct_cycles", 5,
                      "Whole cycles timed step by step for mnist_fc (0: none).")
@@ -135,6 +137,12 @@ def seconds_per_call(function: Callable[[], object], calls: int) -> float:
   return (time.perf_counter() - start) / calls
 
 
+def rotated(methods: list[str], shift: int) -> list[str]:
+  """`methods` starting at index `shift` (mod its length), wrapping around."""
+  shift %= len(methods)
+  return methods[shift:] + methods[:shift]
+
+
 def summary(values: list[float]) -> dict[str, float]:
   return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -165,9 +173,9 @@ def measure_model(name: str, batch: int, rounds: int, chunk: int) -> dict[str, o
     seconds_per_call(lambda trainer=trainer: trainer._train_step(images, labels), 2)  # pylint: disable=protected-access
   ordinary = {method: [] for method in METHODS}
   for round_index in range(rounds):
-    for method, trainer in trainers.items():
+    for method in rotated(list(METHODS), round_index):
       ordinary[method].append(seconds_per_call(
-          lambda trainer=trainer: trainer._train_step(images, labels), chunk))  # pylint: disable=protected-access
+          lambda trainer=trainers[method]: trainer._train_step(images, labels), chunk))  # pylint: disable=protected-access
     print(f"{name}: round {round_index + 1}/{rounds}: " + "  ".join(
         f"{method} {ordinary[method][-1] * 1e3:.1f} ms" for method in METHODS), flush=True)
   updates = {}
@@ -203,8 +211,8 @@ def measure_direct_cycles(name: str, batch: int, cycles: int) -> dict[str, objec
   for method in METHODS:  # One whole cycle first: tracing and the first updates.
     seconds_per_call(step[method], FLAGS.cycle_steps + 1)
   means = {method: [] for method in METHODS}
-  for _ in range(cycles):
-    for method in METHODS:
+  for cycle in range(cycles):
+    for method in rotated(list(METHODS), cycle):
       means[method].append(seconds_per_call(step[method], FLAGS.cycle_steps))
   return {"model": name, "batch": batch, "cycles": cycles, "rows": [
       {"method": method, "cycle_mean_step_s": summary(means[method]),
