@@ -41,7 +41,7 @@ flags.DEFINE_string("trace_dir", None, "Where the traces go (default: a temporar
                     "directory, printed).")
 
 # Traced events named "<op name>:<op type>" are TensorFlow kernels, and this one is a
-# run of an XLA-compiled program (the bisection selection); the other events (executor
+# run of an XLA-compiled program (the mask selection); the other events (executor
 # bookkeeping, Python, the XLA program's insides) would count the same time twice.
 _KERNEL_NAME = re.compile(r"^[^\s:]+:(\w+)$")
 _XLA_PROGRAM_EVENT = "CpuExecutable::ExecuteAsyncOnStream"
