@@ -53,11 +53,6 @@ def _ordered_keys(flat: tf.Tensor) -> tf.Tensor:
   return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, magnitude_bits), bits)
 
 
-def _float_type_for(key_dtype: tf.DType) -> tf.DType:
-  """The float type that interpolates between keys (float32 where TPUs need it)."""
-  return tf.float64 if key_dtype == tf.int64 else tf.float32
-
-
 def _search_threshold(keys: tf.Tensor, count: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
   """A key t with count(keys > t) < count <= count(keys >= t), and the passes it took.
 
@@ -70,7 +65,8 @@ def _search_threshold(keys: tf.Tensor, count: tf.Tensor) -> tuple[tf.Tensor, tf.
   memory, static shapes.
   """
   count = tf.cast(count, tf.int32)
-  float_type = _float_type_for(keys.dtype)
+  # Interpolation runs in float32 for int32 keys (TPUs have no float64).
+  float_type = tf.float64 if keys.dtype == tf.int64 else tf.float32
   largest_probe = float(np.nextafter(np.array(keys.dtype.max, float_type.as_numpy_dtype),
                                      0))
 
@@ -107,7 +103,9 @@ def _search_threshold(keys: tf.Tensor, count: tf.Tensor) -> tuple[tf.Tensor, tf.
     exact = tf.equal(at_or_above, count)
     new_low = tf.where(enough, probe, low)
     new_high = tf.where(exact, probe, tf.where(enough, high, probe - 1))
-    halved = (to_float(new_high) - to_float(new_low)) <= (to_float(high) - to_float(low)) / 2
+    width, new_width = (to_float(high) - to_float(low),
+                        to_float(new_high) - to_float(new_low))
+    halved = new_width <= width / 2
     return (new_low, new_high, tf.where(enough, at_or_above, count_low),
             tf.where(enough, count_above, at_or_above),
             tf.logical_and(tf.logical_not(bisect), tf.logical_not(halved)), passes + 1)
@@ -220,7 +218,8 @@ def drop_and_grow(drop_scores: tf.Tensor, grow_scores: tf.Tensor, n_keep: tf.Ten
   among the others (`keep_top`'s tie-breaking), so the two never overlap. Both
   selections run in one compiled program on large kernels.
   """
-  flat_drop, flat_grow = (tf.reshape(scores, [-1]) for scores in (drop_scores, grow_scores))
+  flat_drop = tf.reshape(drop_scores, [-1])
+  flat_grow = tf.reshape(grow_scores, [-1])
   size = tf.size(flat_drop)
   n_keep = tf.clip_by_value(tf.cast(n_keep, tf.int32), 0, size)
   n_grow = tf.clip_by_value(tf.cast(n_grow, tf.int32), 0, size - n_keep)

@@ -159,7 +159,8 @@ def test_drop_and_grow_keeps_then_grows_among_the_others(size):
   grow = grow.astype(np.float32)
   n_keep = int(np.isfinite(drop).sum() * 0.7)
   for n_grow in (0, 5, size // 2, size):
-    kept, grown = mask_ops.drop_and_grow(tf.constant(drop), tf.constant(grow), n_keep, n_grow)
+    kept, grown = mask_ops.drop_and_grow(tf.constant(drop), tf.constant(grow), n_keep,
+                                         n_grow)
     expected_kept, expected_grown = numpy_drop_and_grow(drop, grow, n_keep,
                                                         min(n_grow, size - n_keep))
     np.testing.assert_array_equal(kept.numpy(), expected_kept)
