@@ -282,7 +282,7 @@ def test_rigl_drops_smallest_weights_and_grows_largest_gradients():
 
 
 def test_update_masks_runs_one_update_off_schedule_on_a_large_kernel():
-  """`update_masks` (for tools) on a kernel big enough for the compiled search selection."""
+  """`update_masks` (for tools) on a kernel big enough for the compiled selection."""
   n_in, n_out = 128, 160
   assert n_in * n_out >= mask_ops.SEARCH_MIN_SIZE
   model = dense_model(n_in, n_out)
