@@ -32,9 +32,14 @@ def install_mask(mask: tf.Variable, kernel: tf.Variable, new_mask: tf.Tensor,
   """
   weights = tf.convert_to_tensor(kernel) if weights is None else weights
   assign(kernel, weights * new_mask)
-  for slot in slots:
-    assign(slot, slot * tf.cast(new_mask, slot.dtype))
+  mask_in_place(slots, new_mask)
   assign(mask, new_mask)
+
+
+def mask_in_place(variables: Sequence[tf.Variable], mask: tf.Tensor) -> None:
+  """Multiplies every variable by `mask` (cast to its dtype): zero where it is 0."""
+  for variable in variables:
+    assign(variable, variable * tf.cast(mask, variable.dtype))
 
 
 def _ordered_keys(flat: tf.Tensor) -> tf.Tensor:

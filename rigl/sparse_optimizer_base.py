@@ -185,10 +185,8 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     outside (warm starts, imported checkpoints). Idempotent, bit for bit.
     """
     for layer in self._layers:
-      mask = self._masks[layer.name]
       slots = self._slots.get(layer.name, []) if self.slots_follow_masks else []
-      for variable in [layer.kernel] + slots:
-        variable.assign(variable * tf.cast(mask, variable.dtype))
+      mask_ops.mask_in_place([layer.kernel] + slots, self._masks[layer.name])
 
   def initial_masks(self) -> dict[str, np.ndarray]:
     """The masks this optimizer was built with, keyed by layer name.
@@ -265,17 +263,20 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
   def _reapply_masks(self, distribution) -> None:
     for layer in self._layers:
       distribution.extended.update(
-          layer.kernel, lambda kernel, mask: mask_ops.assign(kernel, kernel * mask),
+          layer.kernel, lambda kernel, mask: mask_ops.mask_in_place([kernel], mask),
           args=(self._masks[layer.name],), group=False)
 
   def _seed_fn(self, layer_name: str, step: tf.Tensor):
     return lambda tag: stateless_random.seed(layer_name, tag, self.seed, step)
 
-  def _reset_slots(self, slots, new_connections, values, new_mask) -> None:
-    """Sets every slot to `values` at `new_connections` and 0 off `new_mask` (local)."""
-    for slot in slots:
-      reset = tf.where(new_connections > 0, tf.cast(values, slot.dtype), slot)
-      mask_ops.assign(slot, reset * tf.cast(new_mask, slot.dtype))
+  def _rewire(self, variables, new_connections, values, new_mask) -> None:
+    """Sets every variable to `values` at `new_connections` and 0 off `new_mask`.
+
+    For a kernel and its optimizer slots, on one device's copies.
+    """
+    for variable in variables:
+      rewired = tf.where(new_connections > 0, tf.cast(values, variable.dtype), variable)
+      mask_ops.assign(variable, rewired * tf.cast(new_mask, variable.dtype))
 
 
 class DynamicSparseOptimizer(SparseOptimizer):
@@ -403,6 +404,6 @@ class DynamicSparseOptimizer(SparseOptimizer):
     new_values = grow_init_lib.grow_values(self.grow_init, weights, old_mask, seed_fn,
                                            gradient=dense_grad,
                                            initial_kernel=state.get("initial_kernel"))
-    mask_ops.assign(kernel, tf.where(new_connections > 0, new_values, weights) * new_mask)
-    self._reset_slots(slots, new_connections, self._new_slot_values(dense_grad), new_mask)
+    self._rewire([kernel], new_connections, new_values, new_mask)
+    self._rewire(slots, new_connections, self._new_slot_values(dense_grad), new_mask)
     mask_ops.assign(mask, new_mask)
