@@ -35,8 +35,8 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
-from rigl import checkpoints
-from rigl import distribution
+from rigl import tf1_checkpoints
+from rigl import strategies
 from rigl import models
 from rigl import script_flags
 from rigl import training
@@ -57,7 +57,7 @@ NO_MASK_INIT_METHODS = ("snip", "dnw", "baseline", "prune")
 NO_MASK_INIT_NEEDED = ("baseline", "prune")
 
 # Original flags (spec: same names, defaults and meaning).
-define.enum("precision", "float32", list(distribution.PRECISIONS),
+define.enum("precision", "float32", list(strategies.PRECISIONS),
             "Computation precision; variables stay float32.")
 define.integer("num_workers", 1, "No-op (TPUEstimator).")
 define.float("base_learning_rate", 0.1,
@@ -141,7 +141,7 @@ define.integer("block_width", 1, "No-op.")
 define.integer("block_height", 1, "No-op.")
 
 # Additions.
-define.enum("distribution_strategy", "default", list(distribution.STRATEGIES),
+define.enum("distribution_strategy", "default", list(strategies.STRATEGIES),
             "tf.distribute strategy.")
 define.string("tpu", "", "TPU name or grpc:// address (distribution_strategy=tpu).")
 define.integer("num_gpus", 0, "mirrored: GPUs to use; 0 uses all visible ones.")
@@ -305,8 +305,8 @@ def evaluate_once(trainer: training.Trainer, eval_input) -> dict[str, object]:
   prefix = os.path.join(trainer.config.save_path, FLAGS.eval_once_ckpt_prefix)
   extra: dict[str, object] = {"checkpoint": prefix}
   training.verify_checkpoint(prefix)  # A damaged file fails here, named.
-  if checkpoints.is_tf1_checkpoint(prefix):
-    report = checkpoints.restore_tf1_checkpoint(prefix, trainer.model, trainer.optimizer)
+  if tf1_checkpoints.is_tf1_checkpoint(prefix):
+    report = tf1_checkpoints.restore_tf1_checkpoint(prefix, trainer.model, trainer.optimizer)
     if report.global_step is not None:  # Summaries and results at the trained step.
       trainer.optimizer.iterations.assign(report.global_step)
     extra.update(checkpoint_global_step=report.global_step,
@@ -334,16 +334,16 @@ def run() -> dict[str, object] | None:
   validate_flags()
   data_config = input_config()
   strategy_name = "tpu" if FLAGS.use_tpu else FLAGS.distribution_strategy
-  strategy = distribution.create_strategy(strategy_name, FLAGS.tpu or FLAGS.master,
+  strategy = strategies.create_strategy(strategy_name, FLAGS.tpu or FLAGS.master,
                                           FLAGS.num_gpus)
-  with distribution.stop_on_worker_failure(strategy):
+  with strategies.stop_on_worker_failure(strategy):
     return run_on(strategy, data_config)
 
 
 def run_on(strategy: tf.distribute.Strategy,
            data_config: imagenet_input.InputConfig) -> dict[str, object] | None:
   """`run` under `strategy`, whose multi-worker failures end it with one line."""
-  distribution.set_precision(FLAGS.precision)
+  strategies.set_precision(FLAGS.precision)
   steps_per_epoch = max(FLAGS.num_train_images // FLAGS.train_batch_size, 1)
   save_path = run_directory()
   script_flags.apply_deterministic_flag(FLAGS)

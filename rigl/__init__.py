@@ -13,28 +13,28 @@ Typical use::
 
 from rigl.callbacks import SparsitySummaries
 from rigl.schedules import MaskUpdateSchedule
-from rigl.sparse_kernels import KernelSelector
-from rigl.sparse_optimizer_base import DynamicSparseOptimizer
-from rigl.sparse_optimizer_base import SparseOptimizer
-from rigl.sparse_optimizers import DenseBaseline
-from rigl.sparse_optimizers import SparseDNW
-from rigl.sparse_optimizers import SparseMomentum
-from rigl.sparse_optimizers import SparsePrune
-from rigl.sparse_optimizers import SparseRigL
-from rigl.sparse_optimizers import SparseScratch
-from rigl.sparse_optimizers import SparseSET
-from rigl.sparse_optimizers import SparseSnip
-from rigl.sparse_optimizers import SparseStatic
-from rigl.sparse_optimizers import TRAINING_METHODS
-from rigl.sparse_optimizers import create_sparse_optimizer
-from rigl.sparse_optimizers import sparsify
+from rigl.kernel_selection import KernelSelector
+from rigl.sparse_optimizer import DynamicSparseOptimizer
+from rigl.sparse_optimizer import SparseOptimizer
+from rigl.methods import DenseTraining
+from rigl.methods import DNW
+from rigl.methods import SNFS
+from rigl.methods import GradualPruning
+from rigl.methods import RigL
+from rigl.methods import Static
+from rigl.methods import SET
+from rigl.methods import SNIP
+from rigl.methods import StaticReinit
+from rigl.methods import TRAINING_METHODS
+from rigl.methods import create_sparse_optimizer
+from rigl.methods import sparsify
 from rigl.sparsity import SparsityConfig
 from rigl.sparsity import get_sparsities
 
 __all__ = [
-    "DenseBaseline", "DynamicSparseOptimizer", "KernelSelector", "MaskUpdateSchedule",
-    "SparseDNW", "SparseMomentum", "SparseOptimizer", "SparsePrune", "SparseRigL",
-    "SparseScratch", "SparseSET", "SparseSnip", "SparseStatic", "SparsityConfig",
+    "DenseTraining", "DynamicSparseOptimizer", "KernelSelector", "MaskUpdateSchedule",
+    "DNW", "SNFS", "SparseOptimizer", "GradualPruning", "RigL",
+    "Static", "SET", "SNIP", "StaticReinit", "SparsityConfig",
     "SparsitySummaries", "TRAINING_METHODS", "create_sparse_optimizer", "get_sparsities",
     "sparsify",
 ]

@@ -34,10 +34,10 @@ import tensorflow as tf
 import tf_keras
 
 from rigl import flops
-from rigl import sparse_kernels
-from rigl import sparse_optimizers
+from rigl import kernel_selection
+from rigl import methods
 from rigl import summaries
-from rigl.sparse_optimizer_base import SparseOptimizer
+from rigl.sparse_optimizer import SparseOptimizer
 
 EPOCH = "epoch"
 # Batches between two samples of the sparse FLOPs (each reads every mask).
@@ -70,10 +70,10 @@ def mask_churn(initial: Masks, current: Masks) -> tuple[float, dict[str, float]]
 
 def flops_method(optimizer: SparseOptimizer) -> str:
   """The `rigl.flops` training method whose cost rule fits `optimizer`."""
-  methods = {cls: name for name, cls in sparse_optimizers.TRAINING_METHODS.items()}
+  names = {cls: name for name, cls in methods.TRAINING_METHODS.items()}
   for cls in type(optimizer).__mro__:
-    if cls in methods:
-      return methods[cls]
+    if cls in names:
+      return names[cls]
   return DEFAULT_FLOPS_METHOD
 
 
@@ -131,7 +131,7 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
     self._writer = tf.summary.create_file_writer(self.log_dir)
     self._initial = {name: mask > 0 for name, mask in optimizer.initial_masks().items()}
     self._total_weights = sum(mask.size for mask in self._initial.values()) + sum(
-        int(np.prod(layer.shape)) for layer in sparse_kernels.find_kernels(self.model)
+        int(np.prod(layer.shape)) for layer in kernel_selection.find_kernels(self.model)
         if layer.name not in self._initial)
     self._flops = self._flops_rule(optimizer)
     self._started = False

@@ -225,7 +225,7 @@ def test_needs_a_sparse_optimizer_and_a_valid_frequency(tmp_path):
 def test_flops_rule_follows_the_method(method):
   assert callbacks.flops_method(compile_rigl(cnn(), method)) == method
 
-  class MyRigL(rigl.SparseRigL):
+  class MyRigL(rigl.RigL):
     pass
 
   assert callbacks.flops_method(MyRigL(tf_keras.optimizers.SGD(), cnn())) == "rigl"

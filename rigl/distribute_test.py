@@ -12,8 +12,8 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
-from rigl import distribution
-from rigl import sparse_kernels
+from rigl import strategies
+from rigl import kernel_selection
 
 GLOBAL_BATCH = 8
 
@@ -52,7 +52,7 @@ def _train(strategy, method):
 
 @pytest.mark.parametrize("method", ["rigl", "set", "momentum", "snip"])
 def test_masks_identical_across_replicas_and_to_single_device(method):
-  mirrored = _train(distribution.create_strategy("mirrored"), method)
+  mirrored = _train(strategies.create_strategy("mirrored"), method)
   single = _train(tf.distribute.get_strategy(), method)
   assert int(mirrored.iterations.numpy()) == int(single.iterations.numpy())
   for name, mask in mirrored.masks.items():
@@ -64,6 +64,6 @@ def test_masks_identical_across_replicas_and_to_single_device(method):
     np.testing.assert_array_equal(kernels[0], kernels[1])
     np.testing.assert_allclose(kernels[0], single.kernels[name].numpy(), atol=1e-5)
     assert np.all(kernels[0][replicas[0] == 0] == 0)
-    initial = sparse_kernels.initial_mask(name, replicas[0].shape,
+    initial = kernel_selection.initial_mask(name, replicas[0].shape,
                                           mirrored.layer_sparsities[name], seed=0)
     assert not np.array_equal(replicas[0], initial)  # The masks really changed.

@@ -10,7 +10,7 @@ the interpreter expands them to dense weights before computing with them, so the
 encoding shrinks the file, not the computation (`benchmarks/tflite_latency.py`).
 
 A name-based TF1 checkpoint of the original code is loaded with
-`rigl.checkpoints.restore_tf1_checkpoint`; it has no run configuration, so its
+`rigl.tf1_checkpoints.restore_tf1_checkpoint`; it has no run configuration, so its
 architecture is named with `--model_architecture` (any of `rigl.models.ARCHITECTURES`,
 built with its default settings), which also overrides a run's `run_config.json`.
 
@@ -35,10 +35,10 @@ from typing import Any, Mapping, Sequence
 import tensorflow as tf
 import tf_keras
 
-from rigl import checkpoints
+from rigl import tf1_checkpoints
 from rigl import flops
 from rigl import models
-from rigl import sparse_kernels
+from rigl import kernel_selection
 from rigl import training
 
 SAVED_MODEL, TFLITE = "saved_model", "tflite"
@@ -171,8 +171,8 @@ def restore_model(model: tf_keras.Model, prefix: str) -> None:
     ValueError: naming the checkpoint when it does not hold every model variable.
   """
   try:
-    if checkpoints.is_tf1_checkpoint(prefix):
-      checkpoints.restore_tf1_checkpoint(prefix, model)
+    if tf1_checkpoints.is_tf1_checkpoint(prefix):
+      tf1_checkpoints.restore_tf1_checkpoint(prefix, model)
       return
     status = tf.train.Checkpoint(model=model).restore(prefix)
     status.assert_existing_objects_matched()
@@ -259,7 +259,7 @@ def export_tflite(model: tf_keras.Model, path: str, sparse: bool = True) -> int:
 def kernel_sparsities(model: tf_keras.Model) -> dict[str, float]:
   """Each conv/dense layer's fraction of zero weights (masked weights are zeros)."""
   return flops.mask_sparsities({layer.name: layer.kernel.numpy() != 0
-                                for layer in sparse_kernels.find_kernels(model)})
+                                for layer in kernel_selection.find_kernels(model)})
 
 
 def size_accounting(model: tf_keras.Model) -> tuple[flops.ModelStats, flops.ModelStats]:

@@ -13,7 +13,7 @@ and then loses worker 1 to SIGKILL. The tests check that
   equals the one-process run trained on the same batches;
 - a restarted non-chief worker resumes from the run directory's latest checkpoint,
   as the chief does (in this process, with `is_chief` saying no);
-- `distribution.stop_on_worker_failure` turns the errors TensorFlow raised here into
+- `strategies.stop_on_worker_failure` turns the errors TensorFlow raised here into
   that one line, and lets other errors through.
 
 The job runs once for the first two tests (a module fixture), as every worker process
@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rigl import distribution
+from rigl import strategies
 from rigl import training
 from rigl.testing import multi_worker_job as job
 
@@ -232,7 +232,7 @@ def test_restarted_non_chief_worker_resumes_from_the_run_directory(tmp_path,
   scratch = tmp_path / "scratch"
   scratch.mkdir()
   monkeypatch.setattr(tempfile, "tempdir", str(scratch))
-  monkeypatch.setattr(distribution, "is_chief", lambda strategy: False)
+  monkeypatch.setattr(strategies, "is_chief", lambda strategy: False)
   worker = _one_process_trainer(ENDLESS_BATCHES, run_dir)
   assert not worker.is_chief
   assert worker.restore_latest()
@@ -276,9 +276,9 @@ class _WorkerStrategy:
 ])
 def test_worker_failure_names_the_failed_worker(message, reason):
   strategy = _WorkerStrategy()
-  assert distribution.num_workers(strategy) == NUM_WORKERS
-  with pytest.raises(distribution.WorkerFailure) as raised:
-    with distribution.stop_on_worker_failure(strategy):
+  assert strategies.num_workers(strategy) == NUM_WORKERS
+  with pytest.raises(strategies.WorkerFailure) as raised:
+    with strategies.stop_on_worker_failure(strategy):
       raise tf.errors.UnavailableError(None, None, message)
   failure = raised.value
   assert failure.failed_tasks == ("worker 1",)
@@ -300,6 +300,6 @@ def test_worker_failure_names_the_failed_worker(message, reason):
 ])
 def test_other_errors_pass_unchanged(error, strategy):
   with pytest.raises(type(error)) as raised:
-    with distribution.stop_on_worker_failure(strategy):
+    with strategies.stop_on_worker_failure(strategy):
       raise error
   assert raised.value is error

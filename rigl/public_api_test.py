@@ -13,7 +13,7 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
-from rigl import sparse_kernels
+from rigl import kernel_selection
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "train_cnn_with_rigl.py"
@@ -115,14 +115,14 @@ def test_sparsify_builds_the_method_with_its_settings():
   model = build("sequential")
   optimizer = rigl.sparsify(model, tf_keras.optimizers.SGD(0.1), sparsity=0.8,
                             distribution="random", rigl_acc_scale=0.5, seed=3)
-  assert isinstance(optimizer, rigl.SparseRigL)
+  assert isinstance(optimizer, rigl.RigL)
   assert optimizer.sparsity_config == rigl.SparsityConfig(0.8, "random")
   assert optimizer.layer_sparsities == {"hidden": 0.8, "out": 0.8}
   assert (optimizer.rigl_acc_scale, optimizer.seed) == (0.5, 3)
   config = rigl.SparsityConfig(0.5, "erdos_renyi", last_layer_sparsity=0.0)
   scratch = rigl.sparsify(build("sequential"), tf_keras.optimizers.SGD(0.1),
                           method="scratch", sparsity=config)
-  assert type(scratch) is rigl.SparseScratch  # pylint: disable=unidiomatic-typecheck
+  assert type(scratch) is rigl.Static  # pylint: disable=unidiomatic-typecheck
   assert list(scratch.masks) == ["hidden"]
   with pytest.raises(ValueError, match="training_method"):
     rigl.sparsify(build("sequential"), tf_keras.optimizers.SGD(0.1), method="lottery")
@@ -157,7 +157,7 @@ def mixed_model() -> tf_keras.Model:
 ])
 def test_kernels_are_selected_by_type_name_pattern_or_predicate(select, expected):
   model = mixed_model()
-  assert [k.name for k in sparse_kernels.find_kernels(model, select)] == expected
+  assert [k.name for k in kernel_selection.find_kernels(model, select)] == expected
   optimizer = rigl.sparsify(model, tf_keras.optimizers.SGD(0.1), method="set",
                             sparsity=0.5, select=select)
   assert list(optimizer.masks) == expected
@@ -173,9 +173,9 @@ def test_kernels_are_selected_by_type_name_pattern_or_predicate(select, expected
 
 def test_default_selection_is_unchanged():
   model = mixed_model()
-  assert (sparse_kernels.find_kernels(model) ==
-          sparse_kernels.find_kernels(model, sparse_kernels.DEFAULT_LAYER_TYPES) ==
-          sparse_kernels.find_kernels(model, rigl.KernelSelector()))
+  assert (kernel_selection.find_kernels(model) ==
+          kernel_selection.find_kernels(model, kernel_selection.DEFAULT_LAYER_TYPES) ==
+          kernel_selection.find_kernels(model, rigl.KernelSelector()))
 
 
 def test_custom_layer_types_with_their_own_kernel_can_be_selected():

@@ -21,8 +21,8 @@ import tensorflow as tf
 
 from rigl import grow_init as grow_init_lib
 from rigl import schedules
-from rigl import sparse_optimizer_base
-from rigl import sparse_optimizers
+from rigl import sparse_optimizer
+from rigl import methods
 from rigl import sparsity
 
 HELP_ARGUMENTS = ("-h", "--help", "--helpshort", "--helpfull", "-?")
@@ -211,8 +211,8 @@ def check_mask_update_flags(flag_values: flags.FlagValues,
   builds it (with the same `scale`).
   """
   method = flag_values.training_method
-  optimizer_class = sparse_optimizers.TRAINING_METHODS[method]
-  grows = issubclass(optimizer_class, sparse_optimizer_base.DynamicSparseOptimizer)
+  optimizer_class = methods.TRAINING_METHODS[method]
+  grows = issubclass(optimizer_class, sparse_optimizer.DynamicSparseOptimizer)
   allow_gradient = not grows or optimizer_class.allows_gradient_grow_init
   try:
     grow_init_lib.parse(flag_values.grow_init, allow_gradient)

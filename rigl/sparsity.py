@@ -5,7 +5,7 @@
 - `erdos_renyi`: density proportional to (n_in + n_out) / (n_in * n_out);
 - `erdos_renyi_kernel`: density proportional to sum(shape) / prod(shape), raised to
   `erk_power_scale` (the paper's "ERK");
-- `str`: the per-layer ResNet-50 sparsities found by STR (see `str_sparsities`).
+- `str`: the per-layer ResNet-50 sparsities found by STR (see `published_str_sparsities`).
 
 Layers listed in `custom_sparsity_map` get exactly their value and are left out of the
 ER/ERK budget, as in the original.
@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from rigl import str_sparsities
+from rigl import published_str_sparsities
 
 Shape = Sequence[int]
 
@@ -145,7 +145,7 @@ def get_sparsities(shapes: Mapping[str, Shape], method: str, default_sparsity: f
       raise ValueError("The `str` distribution takes every layer's sparsity from the STR "
                        "table; it cannot be combined with custom sparsities "
                        f"({sorted(custom_sparsity_map)}).")
-    return str_sparsities.lookup(list(shapes), default_sparsity)
+    return published_str_sparsities.lookup(list(shapes), default_sparsity)
   return _erdos_renyi_sparsities(shapes, method, default_sparsity, custom_sparsity_map,
                                  erk_power_scale)
 

@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from rigl.sparse_optimizer_base import DynamicSparseOptimizer
-from rigl.sparse_optimizer_base import SparseOptimizer
+from rigl.sparse_optimizer import DynamicSparseOptimizer
+from rigl.sparse_optimizer import SparseOptimizer
 
 
 def mask_image(mask: np.ndarray) -> np.ndarray:

@@ -46,12 +46,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from rigl import checkpoints
-from rigl import distribution
+from rigl import tf1_checkpoints
+from rigl import strategies
 from rigl import flops
-from rigl import sparse_kernels
+from rigl import kernel_selection
 from rigl import summaries
-from rigl.sparse_optimizer_base import SparseOptimizer
+from rigl.sparse_optimizer import SparseOptimizer
 
 RUN_CONFIG_FILE = "run_config.json"
 RESULTS_FILE = "results.json"
@@ -238,7 +238,7 @@ def l2_penalty(kernels) -> tf.Tensor:
 
 def model_kernels(model: tf_keras.Model) -> list[tf.Variable]:
   """Conv and dense kernels (not depthwise kernels, biases or BN), for L2."""
-  return [layer.kernel for layer in sparse_kernels.find_kernels(model)]
+  return [layer.kernel for layer in kernel_selection.find_kernels(model)]
 
 
 def sparsity_report(model: tf_keras.Model,
@@ -302,7 +302,7 @@ class Trainer:
   Args:
     model, optimizer: built under `strategy.scope()`; the model outputs logits.
     config: run length, loss, directory and reporting settings.
-    strategy: the distribution strategy (default: the current one).
+    strategy: the `tf.distribute` strategy (default: the current one).
   """
 
   def __init__(self, model: tf_keras.Model, optimizer: SparseOptimizer,
@@ -312,7 +312,7 @@ class Trainer:
     self.save_path = pathlib.Path(config.save_path) if config.save_path else None
     # In a multi-worker job only the chief writes the run directory; the others save
     # their (identical) checkpoints to a scratch directory, as saving is collective.
-    self.is_chief = distribution.is_chief(self.strategy)
+    self.is_chief = strategies.is_chief(self.strategy)
     if self.save_path and config.identity is not None and self.is_chief:
       check_run_directory(config.save_path, config.identity)
     # Host-side counters (float64 is not a TPU type), outside the strategy.
@@ -430,7 +430,7 @@ class Trainer:
     """
     if not verified:
       verify_checkpoint(path)
-    if checkpoints.is_tf1_checkpoint(path):
+    if tf1_checkpoints.is_tf1_checkpoint(path):
       raise ValueError(f"{path} is a TF1 checkpoint of the original code; evaluate it "
                        "with --mode=eval_once.")
     status = self.checkpoint.restore(path)

@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
-from rigl import distribution
+from rigl import strategies
 from rigl import training
 
 NUM_FEATURES, NUM_CLASSES = 6, 7
@@ -131,7 +131,7 @@ def test_checkpoints_every_n_steps_and_resume_exactly(tmp_path):
 def test_mirrored_strategy_matches_one_device():
   single_model, single = build(batch_norm=False)
   training.Trainer(single_model, single, config()).train(train_input, 9)
-  strategy = distribution.create_strategy("mirrored")
+  strategy = strategies.create_strategy("mirrored")
   mirrored_model, mirrored = build(strategy=strategy, batch_norm=False)
   training.Trainer(mirrored_model, mirrored, config(), strategy).train(train_input, 9)
   assert int(mirrored.iterations.numpy()) == int(single.iterations.numpy()) == 9

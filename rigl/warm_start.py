@@ -9,8 +9,8 @@ import re
 import tensorflow as tf
 import tf_keras
 
-from rigl import checkpoints
-from rigl.sparse_optimizer_base import SparseOptimizer
+from rigl import tf1_checkpoints
+from rigl.sparse_optimizer import SparseOptimizer
 
 # Our object-based checkpoints keep the mask of layer L under this path component.
 _TF2_MASK_KEY = re.compile(r"(?:^|/)_masks/([^/]+)/\.ATTRIBUTES/VARIABLE_VALUE$")
@@ -31,9 +31,9 @@ def resolve_checkpoint(path: str, flag: str) -> str:
 def load_masks(path: str, model: tf_keras.Model, optimizer: SparseOptimizer) -> None:
   """Replaces the optimizer's masks by a checkpoint's and re-masks the kernels."""
   prefix = resolve_checkpoint(path, "load_mask_dir")
-  if checkpoints.is_tf1_checkpoint(prefix):
-    checkpoints.restore_tf1_checkpoint(prefix, model, optimizer,
-                                       include=checkpoints.INCLUDE_MASKS)
+  if tf1_checkpoints.is_tf1_checkpoint(prefix):
+    tf1_checkpoints.restore_tf1_checkpoint(prefix, model, optimizer,
+                                       include=tf1_checkpoints.INCLUDE_MASKS)
     return
   reader = tf.train.load_checkpoint(prefix)
   found = {}
@@ -63,9 +63,9 @@ def load_initial_values(path: str, model: tf_keras.Model,
   checkpoints load every model variable.
   """
   prefix = resolve_checkpoint(path, "initial_value_checkpoint")
-  if checkpoints.is_tf1_checkpoint(prefix):
-    checkpoints.restore_tf1_checkpoint(prefix, model, optimizer,
-                                       include=checkpoints.INCLUDE_INITIAL_VALUES)
+  if tf1_checkpoints.is_tf1_checkpoint(prefix):
+    tf1_checkpoints.restore_tf1_checkpoint(prefix, model, optimizer,
+                                       include=tf1_checkpoints.INCLUDE_INITIAL_VALUES)
     return
   status = tf.train.Checkpoint(model=model).restore(prefix)
   status.expect_partial().assert_existing_objects_matched()

@@ -10,7 +10,7 @@ With `--record_batches=N`, the job first trains one batch at a time up to batch 
 writes the step counter, masks and kernels after each batch to
 `<masks_dir>/masks-<task index>.npz`; then it trains on to `--batches`. With
 `--run_dir`, it checkpoints there (the chief; see `training.Trainer`) and resumes from
-the latest checkpoint. A failed peer worker ends it with `distribution.WorkerFailure`.
+the latest checkpoint. A failed peer worker ends it with `strategies.WorkerFailure`.
 
 The functions serve the tests' one-process reference runs as well.
 """
@@ -28,7 +28,7 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
-from rigl import distribution
+from rigl import strategies
 from rigl import training
 
 IMAGE_SHAPE = (6, 6, 2)
@@ -149,7 +149,7 @@ def main(argv: Sequence[str]) -> None:
   """Parses the flags (see the module docstring) and runs this worker's part."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--strategy", default="multi_worker_mirrored",
-                      choices=distribution.STRATEGIES)
+                      choices=strategies.STRATEGIES)
   parser.add_argument("--batches", type=int, required=True,
                       help="Global batches to train in all.")
   parser.add_argument("--record_batches", type=int, default=0,
@@ -162,8 +162,8 @@ def main(argv: Sequence[str]) -> None:
   args = parser.parse_args(argv)
   if args.record_batches and not args.masks_dir:
     parser.error("--record_batches needs --masks_dir.")
-  strategy = distribution.create_strategy(args.strategy)
-  with distribution.stop_on_worker_failure(strategy):
+  strategy = strategies.create_strategy(args.strategy)
+  with strategies.stop_on_worker_failure(strategy):
     model, optimizer = build(strategy)
     trainer = training.Trainer(
         model, optimizer,

@@ -18,7 +18,7 @@ import tf_keras
 import rigl
 from rigl import mask_ops
 from rigl import optimizer_slots
-from rigl import sparse_optimizers
+from rigl import methods
 
 LAYER = "layer"
 
@@ -81,7 +81,7 @@ def schedule(begin=0, end=100, frequency=1, drop_fraction=0.3, anneal="constant"
 def test_set_mask_changes_only_at_update_iterations(n_in, n_out, drop_fraction):
   """begin 1, end 4, frequency 2: updates after the steps that reach 1 and 3."""
   model = dense_model(n_in, n_out)
-  optimizer = rigl.SparseSET(sgd(), model, rigl.SparsityConfig(0.5),
+  optimizer = rigl.SET(sgd(), model, rigl.SparsityConfig(0.5),
                              schedule=schedule(1, 4, 2, drop_fraction))
   harness = Harness(model, optimizer)
   changed_at = []
@@ -97,7 +97,7 @@ def test_set_mask_changes_only_at_update_iterations(n_in, n_out, drop_fraction):
                                                       (30, 10, 0.9)])
 def test_set_update_keeps_count_and_changes_mask(n_in, n_out, drop_fraction):
   model = dense_model(n_in, n_out)
-  optimizer = rigl.SparseSET(sgd(), model, rigl.SparsityConfig(0.5),
+  optimizer = rigl.SET(sgd(), model, rigl.SparsityConfig(0.5),
                              schedule=schedule(drop_fraction=drop_fraction))
   harness = Harness(model, optimizer)
   n_ones = harness.mask().sum()
@@ -111,7 +111,7 @@ def test_set_update_keeps_count_and_changes_mask(n_in, n_out, drop_fraction):
 @pytest.mark.parametrize("begin,end,frequency", [(0, 5, 1), (1, 7, 2), (0, -1, 3)])
 def test_no_drop_never_changes_mask(begin, end, frequency):
   model = dense_model()
-  optimizer = rigl.SparseSET(sgd(), model, rigl.SparsityConfig(0.5),
+  optimizer = rigl.SET(sgd(), model, rigl.SparsityConfig(0.5),
                              schedule=schedule(begin, end, frequency, drop_fraction=0.0))
   harness = Harness(model, optimizer)
   initial = harness.mask()
@@ -122,7 +122,7 @@ def test_no_drop_never_changes_mask(begin, end, frequency):
 
 def test_set_new_connections_start_at_zero_with_zero_slots():
   model = dense_model()
-  optimizer = rigl.SparseSET(sgd(momentum=0.9), model, rigl.SparsityConfig(0.5),
+  optimizer = rigl.SET(sgd(momentum=0.9), model, rigl.SparsityConfig(0.5),
                              schedule=schedule(1, 100, 2, 0.5))
   harness = Harness(model, optimizer)
   harness.step()  # The step reaching 1 updates the masks (after momentum built up).
@@ -141,7 +141,7 @@ def test_set_new_connections_start_at_zero_with_zero_slots():
 def test_masked_weights_stay_zero_under_momentum():
   """Momentum of a dropped weight must not revive it between mask updates."""
   model = dense_model()
-  optimizer = rigl.SparseSET(sgd(momentum=0.9), model, rigl.SparsityConfig(0.7),
+  optimizer = rigl.SET(sgd(momentum=0.9), model, rigl.SparsityConfig(0.7),
                              schedule=schedule(1, 100, 3, 0.5))
   harness = Harness(model, optimizer)
   for _ in range(7):
@@ -176,7 +176,7 @@ def test_masks_are_reapplied_after_steps_of_untrusted_optimizers(method):
 def test_static_keeps_mask_and_reinitialises_weakest():
   model = dense_model()
   # A zero learning rate keeps the post-step weights equal to the pre-step ones.
-  optimizer = rigl.SparseStatic(sgd(learning_rate=0.0), model, rigl.SparsityConfig(0.5),
+  optimizer = rigl.StaticReinit(sgd(learning_rate=0.0), model, rigl.SparsityConfig(0.5),
                                 schedule=schedule(drop_fraction=0.3))
   harness = Harness(model, optimizer)
   initial = harness.mask()
@@ -198,7 +198,7 @@ def test_static_keeps_mask_and_reinitialises_weakest():
 @pytest.mark.parametrize("s_momentum", [0.5, 0.0, 1.0])
 def test_momentum_gradient_average_follows_recursion(s_momentum):
   model = dense_model()
-  optimizer = rigl.SparseMomentum(sgd(), model, rigl.SparsityConfig(0.5),
+  optimizer = rigl.SNFS(sgd(), model, rigl.SparsityConfig(0.5),
                                   schedule=schedule(0, 100, 50), s_momentum=s_momentum)
   harness = Harness(model, optimizer)
   expected = np.zeros((15, 25), np.float32)
@@ -211,7 +211,7 @@ def test_momentum_gradient_average_follows_recursion(s_momentum):
 
 def test_momentum_grows_largest_gradient_average():
   model = dense_model()
-  optimizer = rigl.SparseMomentum(sgd(learning_rate=0.0), model,
+  optimizer = rigl.SNFS(sgd(learning_rate=0.0), model,
                                   rigl.SparsityConfig(0.5),
                                   schedule=schedule(2, 100, 5, 0.3), s_momentum=0.0)
   harness = Harness(model, optimizer)
@@ -236,7 +236,7 @@ def test_momentum_grows_largest_gradient_average():
 ])
 def test_rigl_step_counter_skips_update_iterations(begin, end, frequency, expected):
   model = dense_model()
-  optimizer = rigl.SparseRigL(sgd(), model, rigl.SparsityConfig(0.5),
+  optimizer = rigl.RigL(sgd(), model, rigl.SparsityConfig(0.5),
                               schedule=schedule(begin, end, frequency))
   harness = Harness(model, optimizer)
   increments = []
@@ -267,7 +267,7 @@ def test_rigl_drops_smallest_weights_and_grows_largest_gradients():
   # Well-separated magnitudes, so the 1e-5 drop noise cannot change the order.
   values = np.random.default_rng(1).permutation(np.linspace(0.01, 3.0, 15 * 25))
   model.get_layer(LAYER).kernel.assign(values.reshape(15, 25).astype(np.float32))
-  optimizer = rigl.SparseRigL(sgd(momentum=0.9), model, rigl.SparsityConfig(0.6),
+  optimizer = rigl.RigL(sgd(momentum=0.9), model, rigl.SparsityConfig(0.6),
                               schedule=schedule(0, 100, 10, 0.3))
   harness = Harness(model, optimizer)
   kernel, mask = harness.kernel(), harness.mask()
@@ -288,7 +288,7 @@ def test_update_masks_runs_one_update_off_schedule_on_a_large_kernel():
   model = dense_model(n_in, n_out)
   values = np.random.default_rng(2).permutation(np.linspace(0.01, 3.0, n_in * n_out))
   model.get_layer(LAYER).kernel.assign(values.reshape(n_in, n_out).astype(np.float32))
-  optimizer = rigl.SparseRigL(sgd(), model, rigl.SparsityConfig(0.8),
+  optimizer = rigl.RigL(sgd(), model, rigl.SparsityConfig(0.8),
                               schedule=schedule(50, 100, 10, 0.3))  # Not due at step 0.
   kernel, mask = (v.numpy() for v in (model.get_layer(LAYER).kernel,
                                       optimizer.masks[LAYER]))
@@ -301,7 +301,7 @@ def test_update_masks_runs_one_update_off_schedule_on_a_large_kernel():
   np.testing.assert_array_equal(optimizer.masks[LAYER].numpy(),
                                 _expected_rigl_masks(kernel, mask, grad, 0.3))
   assert int(optimizer.iterations.numpy()) == 0
-  scratch = rigl.SparseScratch(sgd(), dense_model(n_in, n_out), rigl.SparsityConfig(0.8))
+  scratch = rigl.Static(sgd(), dense_model(n_in, n_out), rigl.SparsityConfig(0.8))
   before = scratch.masks[LAYER].numpy()
   scratch.update_masks([tf.constant(grad)])
   np.testing.assert_array_equal(scratch.masks[LAYER].numpy(), before)
@@ -310,7 +310,7 @@ def test_update_masks_runs_one_update_off_schedule_on_a_large_kernel():
 def test_rigl_regrown_connections_keep_weights_and_slots():
   """A connection dropped and regrown in one update is not new."""
   model = dense_model(n_in=4, n_out=5)
-  optimizer = rigl.SparseRigL(sgd(momentum=0.9), model, rigl.SparsityConfig(0.5),
+  optimizer = rigl.RigL(sgd(momentum=0.9), model, rigl.SparsityConfig(0.5),
                               schedule=schedule(1, 100, 1, 1.0))
   harness = Harness(model, optimizer)
   harness.step()  # Step 0 -> 1 with momentum.
@@ -330,7 +330,7 @@ def test_rigl_new_slots_are_gradient_times_acc_scale(inner):
           "adam": lambda: tf_keras.optimizers.Adam(0.01),
           "legacy_adam": lambda: tf_keras.optimizers.legacy.Adam(0.01)}[inner]
   model = dense_model()
-  optimizer = rigl.SparseRigL(make(), model, rigl.SparsityConfig(0.5),
+  optimizer = rigl.RigL(make(), model, rigl.SparsityConfig(0.5),
                               schedule=schedule(2, 100, 10, 0.3), rigl_acc_scale=0.5,
                               grow_init="grad_scale_2")
   harness = Harness(model, optimizer)
@@ -354,7 +354,7 @@ def test_rigl_new_slots_are_gradient_times_acc_scale(inner):
 
 def test_snip_prunes_by_saliency_on_first_batch_without_a_step():
   model = dense_model()
-  optimizer = rigl.SparseSnip(sgd(), model, rigl.SparsityConfig(0.7))
+  optimizer = rigl.SNIP(sgd(), model, rigl.SparsityConfig(0.7))
   harness = Harness(model, optimizer)
   assert np.all(harness.mask() == 1)
   kernel = harness.kernel()
@@ -377,7 +377,7 @@ def test_snip_prunes_by_saliency_on_first_batch_without_a_step():
 
 def test_dnw_keeps_top_weights_of_dense_copy_updated_by_dense_gradient():
   model = dense_model()
-  optimizer = rigl.SparseDNW(sgd(learning_rate=0.1), model, rigl.SparsityConfig(0.8))
+  optimizer = rigl.DNW(sgd(learning_rate=0.1), model, rigl.SparsityConfig(0.8))
   harness = Harness(model, optimizer)
   dense = optimizer._dense_kernels[LAYER]  # pylint: disable=protected-access
   for _ in range(3):
@@ -427,7 +427,7 @@ def test_prune_masks_equal_tfmot_prune_low_magnitude():
       lambda: {w.layer.name: w.pruning_vars[0][1].numpy() for w in pruned.layers},
       [tfmot.sparsity.keras.UpdatePruningStep()])
   model = dense_model(12, 4, hidden=16)
-  optimizer = rigl.SparsePrune(sgd(learning_rate=0.01), model, rigl.SparsityConfig(target),
+  optimizer = rigl.GradualPruning(sgd(learning_rate=0.01), model, rigl.SparsityConfig(target),
                                begin_step=begin - 1, end_step=end - 1,
                                pruning_frequency=frequency)
   ours = fit_recording_masks(
@@ -530,8 +530,8 @@ def test_dynamic_methods_keep_their_invariants(method, sparsity, drop_fraction, 
 def test_initial_masks_are_exact_seeded_and_zero_the_kernels():
   model = dense_model(n_in=30, n_out=40, hidden=20)
   config = rigl.SparsityConfig(0.9, "erdos_renyi_kernel")
-  first = rigl.SparseScratch(sgd(), model, config, seed=5)
-  second = rigl.SparseScratch(sgd(), dense_model(30, 40, hidden=20), config, seed=5)
+  first = rigl.Static(sgd(), model, config, seed=5)
+  second = rigl.Static(sgd(), dense_model(30, 40, hidden=20), config, seed=5)
   for name, mask in first.masks.items():
     n = mask.numpy().size
     assert np.sum(mask.numpy() == 0) == int(np.floor(first.layer_sparsities[name] * n))
@@ -548,19 +548,19 @@ def test_layer_selection_rules():
   x = tf_keras.layers.Flatten()(x)
   outputs = tf_keras.layers.Dense(3, name="last")(x)
   model = tf_keras.Model(inputs, outputs)
-  optimizer = rigl.SparseScratch(sgd(), model, rigl.SparsityConfig(
+  optimizer = rigl.Static(sgd(), model, rigl.SparsityConfig(
       0.5, first_layer_sparsity=0.0, last_layer_sparsity=0.25))
   assert list(optimizer.masks) == ["pointwise", "last"]
   assert optimizer.layer_sparsities == {"pointwise": 0.5, "last": 0.25}
   with pytest.raises(ValueError, match="nowhere"):
-    rigl.SparseScratch(sgd(), model, rigl.SparsityConfig(
+    rigl.Static(sgd(), model, rigl.SparsityConfig(
         0.5, custom_sparsity_map={"nowhere": 0.5}))
 
 
 def test_checkpoint_restores_masks_schedule_state_and_slots(tmp_path):
   def build():
     model = dense_model(hidden=9)
-    optimizer = rigl.SparseRigL(sgd(momentum=0.9), model, rigl.SparsityConfig(0.5),
+    optimizer = rigl.RigL(sgd(momentum=0.9), model, rigl.SparsityConfig(0.5),
                                 schedule=schedule(0, 100, 3, 0.3))
     return model, optimizer
 
@@ -585,7 +585,7 @@ def test_checkpoint_restores_masks_schedule_state_and_slots(tmp_path):
 
 def test_works_with_model_fit_and_eager_calls():
   model = dense_model(hidden=9)
-  optimizer = rigl.SparseSET(tf_keras.optimizers.Adam(0.01), model,
+  optimizer = rigl.SET(tf_keras.optimizers.Adam(0.01), model,
                              rigl.SparsityConfig(0.5), schedule=schedule(0, 100, 2))
   model.compile(optimizer=optimizer, loss="mse")
   data = np.random.default_rng(0).standard_normal((32, 15)).astype(np.float32)
@@ -612,12 +612,12 @@ def test_bad_method_settings_raise(kwargs, message):
 
 def test_rejects_non_keras_optimizer():
   with pytest.raises(TypeError, match="tf_keras optimizer"):
-    rigl.SparseScratch(object(), dense_model())
+    rigl.Static(object(), dense_model())
 
 
 def test_dense_baseline_matches_plain_optimizer():
   plain_model, sparse_model = dense_model(seed=3), dense_model(seed=3)
-  plain, dense = sgd(momentum=0.9), rigl.DenseBaseline(sgd(momentum=0.9), sparse_model)
+  plain, dense = sgd(momentum=0.9), rigl.DenseTraining(sgd(momentum=0.9), sparse_model)
   assert not dense.masks
   x = np.ones((4, 15), np.float32)
   for model, optimizer in ((plain_model, plain), (sparse_model, dense)):
@@ -629,7 +629,7 @@ def test_dense_baseline_matches_plain_optimizer():
 
 
 def test_training_method_registry_covers_the_original_methods():
-  assert set(sparse_optimizers.TRAINING_METHODS) == {
+  assert set(methods.TRAINING_METHODS) == {
       "baseline", "scratch", "set", "static", "momentum", "rigl", "snip", "dnw", "prune"}
 
 
@@ -641,7 +641,7 @@ def test_rigl_update_on_a_convolution_matches_numpy_reference():
   kernel = model.get_layer(LAYER).kernel
   values = np.random.default_rng(2).permutation(np.linspace(0.01, 3.0, 3 * 3 * 3 * 5))
   kernel.assign(values.reshape(3, 3, 3, 5).astype(np.float32))
-  optimizer = rigl.SparseRigL(sgd(), model, rigl.SparsityConfig(0.7),
+  optimizer = rigl.RigL(sgd(), model, rigl.SparsityConfig(0.7),
                               schedule=schedule(0, 100, 10, 0.4))
   harness = Harness(model, optimizer)
   before_kernel, before_mask = harness.kernel(), harness.mask()

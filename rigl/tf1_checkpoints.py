@@ -35,7 +35,7 @@ is assigned.
 
 Command line::
 
-  python -m rigl.checkpoints inspect /path/to/model.ckpt-32000
+  python -m rigl.tf1_checkpoints inspect /path/to/model.ckpt-32000
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from rigl import sparse_kernels
-from rigl import sparse_optimizer_base
+from rigl import kernel_selection
+from rigl import sparse_optimizer
 
 # TF2 object-based checkpoints hold their object graph under this key; TF1 ones do not.
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
@@ -282,7 +282,7 @@ def _match_model(model: tf_keras.Model, shapes: Mapping[str, tuple[int, ...]],
       if layer.bias is not None:
         _add_source(plan, shapes, layer.name, "bias", layer.bias,
                     f"{base}/{WEIGHTS_LEAVES[1]}")
-    elif isinstance(layer, sparse_kernels.DEFAULT_LAYER_TYPES):
+    elif isinstance(layer, kernel_selection.DEFAULT_LAYER_TYPES):
       plan.kernel_layers.add(layer.name)
       _match_kernel_layer(plan, shapes, layer)
     elif isinstance(layer, tf_keras.layers.BatchNormalization):
@@ -343,7 +343,7 @@ def _check_optimizer(plan: _Plan, optimizer, include: str) -> dict[str, tf.Varia
     if include == INCLUDE_MASKS:
       raise ValueError('include="masks" loads masks into a sparse optimizer; pass one.')
     return {}
-  if not isinstance(optimizer, sparse_optimizer_base.SparseOptimizer):
+  if not isinstance(optimizer, sparse_optimizer.SparseOptimizer):
     raise TypeError(f"`optimizer` must be a rigl.SparseOptimizer; got {optimizer!r}.")
   masks = optimizer.masks
   for name, kernel in optimizer.kernels.items():
@@ -363,7 +363,7 @@ def _check_optimizer(plan: _Plan, optimizer, include: str) -> dict[str, tf.Varia
 
 
 def restore_tf1_checkpoint(prefix: str, model: tf_keras.Model,
-                           optimizer: sparse_optimizer_base.SparseOptimizer | None = None,
+                           optimizer: sparse_optimizer.SparseOptimizer | None = None,
                            *, include: str = INCLUDE_ALL,
                            scope: str | None = None) -> RestoreReport:
   """Loads a TF1 RigL checkpoint into `model` (and masks into `optimizer`).
@@ -458,7 +458,7 @@ def restore_tf1_checkpoint(prefix: str, model: tf_keras.Model,
 
 def _kernel_sparsity(model: tf_keras.Model) -> float:
   zeros, total = 0, 0
-  for layer in sparse_kernels.find_kernels(model):
+  for layer in kernel_selection.find_kernels(model):
     kernel = layer.kernel.numpy()
     zeros += int(np.count_nonzero(kernel == 0))
     total += kernel.size
@@ -597,7 +597,7 @@ def inspect_checkpoint(prefix: str) -> CheckpointListing:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """`inspect CKPT_PREFIX`: prints the checkpoint's layers and sparsities."""
-  parser = argparse.ArgumentParser(prog="python -m rigl.checkpoints",
+  parser = argparse.ArgumentParser(prog="python -m rigl.tf1_checkpoints",
                                    description=__doc__.split("\n\n", 1)[0])
   commands = parser.add_subparsers(dest="command", required=True)
   inspect = commands.add_parser("inspect", help="list a TF1 checkpoint's layers")

@@ -9,7 +9,7 @@ any other optimizer the masks are re-applied to the kernels after every step.
 
 The hooks:
 
-- `_apply_sparse(distribution, grads, variables, dense_grads)` decides what happens on
+- `_apply_sparse(strategy, grads, variables, dense_grads)` decides what happens on
   one call of `apply_gradients` (by default: one optimizer step).
 - `DynamicSparseOptimizer` adds the shared drop/grow update of SET, SNFS and RigL;
   subclasses override only the grow score (and RigL the timing).
@@ -35,7 +35,7 @@ from rigl import grow_init as grow_init_lib
 from rigl import mask_ops
 from rigl import optimizer_slots
 from rigl import schedules
-from rigl import sparse_kernels
+from rigl import kernel_selection
 from rigl import sparsity as sparsity_lib
 from rigl import stateless_random
 
@@ -55,7 +55,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     sparsity: per-layer sparsity settings (target, distribution, exceptions).
     seed: seeds the initial masks and offsets every stateless random draw.
     select: which layers' kernels are sparsified: a `rigl.KernelSelector`, layer
-      classes, or a predicate on layers (see `sparse_kernels.as_selector`); by default
+      classes, or a predicate on layers (see `kernel_selection.as_selector`); by default
       every `Conv2D` and `Dense` kernel.
     name: the optimizer's name.
   """
@@ -70,7 +70,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
 
   def __init__(self, optimizer: tf_keras.optimizers.Optimizer, model: tf_keras.Model,
                sparsity: sparsity_lib.SparsityConfig | None = None, *, seed: int = 0,
-               select: sparse_kernels.Selection = None, name: str | None = None):
+               select: kernel_selection.Selection = None, name: str | None = None):
     if not isinstance(optimizer, (tf_keras.optimizers.Optimizer,
                                   tf_keras.optimizers.legacy.Optimizer)):
       raise TypeError(f"`optimizer` must be a tf_keras optimizer; got {optimizer!r}.")
@@ -81,7 +81,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     self._legacy = not isinstance(optimizer, tf_keras.optimizers.Optimizer)
     self.sparsity_config = sparsity or sparsity_lib.SparsityConfig()
     self.seed = int(seed)
-    candidates = sparse_kernels.find_kernels(model, select)
+    candidates = kernel_selection.find_kernels(model, select)
     shapes = {layer.name: layer.shape for layer in candidates}
     self.layer_sparsities = self._no_dependency(
         self.sparsity_config.layer_sparsities(shapes) if self.sparsifies else {})
@@ -105,10 +105,10 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
   def _create_iteration_variable(self):
     """The step counter is the wrapped optimizer's (see `iterations`)."""
 
-  def _initial_mask(self, layer: sparse_kernels.LayerKernel) -> np.ndarray:
+  def _initial_mask(self, layer: kernel_selection.LayerKernel) -> np.ndarray:
     if self.starts_dense:
       return np.ones(layer.shape, np.float32)
-    return sparse_kernels.initial_mask(layer.name, layer.shape,
+    return kernel_selection.initial_mask(layer.name, layer.shape,
                                        self.layer_sparsities[layer.name], self.seed)
 
   def _create_state(self) -> None:
@@ -237,12 +237,12 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     """
     del dense_grads
 
-  def _apply_sparse(self, distribution, grads, dense_grads, variables):
+  def _apply_sparse(self, strategy, grads, dense_grads, variables):
     """One step of this method, in cross-replica context. Default: a plain step."""
     del dense_grads
-    self._optimizer_step(distribution, grads, variables)
+    self._optimizer_step(strategy, grads, variables)
 
-  def _optimizer_step(self, distribution, grads, variables, reapply_masks=True):
+  def _optimizer_step(self, strategy, grads, variables, reapply_masks=True):
     """Runs the wrapped optimizer on `grads`, then re-applies the masks if needed.
 
     `reapply_masks=False` never re-applies them (DNW installs its own kernels).
@@ -255,14 +255,14 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
       else:
         self._optimizer.apply_gradients(pairs, skip_gradients_aggregation=True)
 
-    distribution.extended.call_for_each_replica(step, args=tuple(grads))
+    strategy.extended.call_for_each_replica(step, args=tuple(grads))
     if reapply_masks and self._reapplies_masks:
-      self._reapply_masks(distribution)
+      self._reapply_masks(strategy)
     return tf.constant(False)
 
-  def _reapply_masks(self, distribution) -> None:
+  def _reapply_masks(self, strategy) -> None:
     for layer in self._layers:
-      distribution.extended.update(
+      strategy.extended.update(
           layer.kernel, lambda kernel, mask: mask_ops.mask_in_place([kernel], mask),
           args=(self._masks[layer.name],), group=False)
 
@@ -341,21 +341,21 @@ class DynamicSparseOptimizer(SparseOptimizer):
 
   # ----- timing -----------------------------------------------------------------------
 
-  def _apply_sparse(self, distribution, grads, dense_grads, variables):
+  def _apply_sparse(self, strategy, grads, dense_grads, variables):
     """Optimizer step first, then (maybe) a mask update on the post-step weights."""
-    self._before_step(distribution, dense_grads)
-    self._optimizer_step(distribution, grads, variables)
+    self._before_step(strategy, dense_grads)
+    self._optimizer_step(strategy, grads, variables)
     step = tf.identity(self.iterations)
-    self._maybe_update_masks(distribution, dense_grads, step)
+    self._maybe_update_masks(strategy, dense_grads, step)
 
-  def _before_step(self, distribution, dense_grads) -> None:
+  def _before_step(self, strategy, dense_grads) -> None:
     """Runs before the optimizer step on every step (SNFS's gradient average)."""
-    del distribution, dense_grads
+    del strategy, dense_grads
 
-  def _maybe_update_masks(self, distribution, dense_grads, step) -> None:
+  def _maybe_update_masks(self, strategy, dense_grads, step) -> None:
     is_update = self.schedule.is_update_step(step, self._last_update_step)
     tf.cond(is_update,
-            lambda: self._update_masks(distribution, dense_grads, step),
+            lambda: self._update_masks(strategy, dense_grads, step),
             lambda: tf.constant(False))
 
   # ----- the update ---------------------------------------------------------------------
@@ -367,15 +367,15 @@ class DynamicSparseOptimizer(SparseOptimizer):
     self._update_masks(tf.distribute.get_strategy(), dense_grads,
                        tf.identity(self.iterations))
 
-  def _update_masks(self, distribution, dense_grads, step):
+  def _update_masks(self, strategy, dense_grads, step):
     drop_fraction = self.schedule.drop_fraction_at(step)
     for layer, dense_grad in zip(self._layers, dense_grads):
-      distribution.extended.update(
+      strategy.extended.update(
           self._masks[layer.name],
           functools.partial(self._update_layer, layer.name, drop_fraction, step),
           args=(layer.kernel, self._slots[layer.name], dense_grad,
                 self._layer_state(layer.name)), group=False)
-    distribution.extended.update(self._last_update_step, mask_ops.assign, args=(step,),
+    strategy.extended.update(self._last_update_step, mask_ops.assign, args=(step,),
                                  group=False)
     return tf.constant(True)
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
-from rigl import checkpoints
+from rigl import tf1_checkpoints
 from rigl import models
 
 SCOPE = "resnet_model/"
@@ -368,7 +368,7 @@ def test_resnet50_erk_first_layer_masked(resnet_erk):
   optimizer = rigl.create_sparse_optimizer(
       "rigl", _sgd(), model,
       rigl.SparsityConfig(SPARSITY, "erdos_renyi_kernel", first_layer_sparsity=-1))
-  report = checkpoints.restore_tf1_checkpoint(resnet_erk.prefix, model, optimizer)
+  report = tf1_checkpoints.restore_tf1_checkpoint(resnet_erk.prefix, model, optimizer)
 
   _check_all_variables(model, resnet_erk)
   assert report.scope == SCOPE and report.global_step == GLOBAL_STEP
@@ -381,8 +381,8 @@ def test_resnet50_erk_first_layer_masked(resnet_erk):
   zeros = sum(np.sum(mask == 0) for mask in resnet_erk.masks.values())
   assert report.global_sparsity == pytest.approx(zeros / sum(sizes.values()))
   assert report.global_sparsity == pytest.approx(SPARSITY, abs=1e-3)
-  assert report.spellings["initial_conv"] == checkpoints.MASKED
-  assert report.spellings["batch_normalization_52"] == checkpoints.BATCH_NORM
+  assert report.spellings["initial_conv"] == tf1_checkpoints.MASKED
+  assert report.spellings["batch_normalization_52"] == tf1_checkpoints.BATCH_NORM
   assert report.ones_masks == () and report.unmanaged_masks == ()
   assert report.assigned["final_dense.bias"] == SCOPE + "final_dense/biases"
   _check_logits(model, resnet50_reference, resnet_erk)
@@ -393,10 +393,10 @@ def test_resnet50_uniform_first_layer_unmasked_doubled_scope(resnet_uniform):
   optimizer = rigl.create_sparse_optimizer(
       "scratch", _sgd(), model, rigl.SparsityConfig(SPARSITY, "random",
                                                     first_layer_sparsity=0))
-  report = checkpoints.restore_tf1_checkpoint(resnet_uniform.prefix, model, optimizer)
+  report = tf1_checkpoints.restore_tf1_checkpoint(resnet_uniform.prefix, model, optimizer)
 
   _check_all_variables(model, resnet_uniform)
-  assert report.spellings["initial_conv"] == checkpoints.UNMASKED_DOUBLED
+  assert report.spellings["initial_conv"] == tf1_checkpoints.UNMASKED_DOUBLED
   assert report.assigned["initial_conv.kernel"] == (
       "resnet_model/initial_conv/initial_conv/weights")
   assert report.layer_sparsities["initial_conv"] == 0.0
@@ -414,12 +414,12 @@ def test_mobilenet_v1_plain_first_conv_depthwise_and_masked_dense(mobilenet):
   # The optimizer masks the first conv, which the checkpoint does not: all-ones mask.
   optimizer = rigl.create_sparse_optimizer("rigl", _sgd(), model,
                                            rigl.SparsityConfig(SPARSITY, "random"))
-  report = checkpoints.restore_tf1_checkpoint(mobilenet.prefix, model, optimizer)
+  report = tf1_checkpoints.restore_tf1_checkpoint(mobilenet.prefix, model, optimizer)
 
   _check_all_variables(model, mobilenet)
-  assert report.spellings["initial_conv"] == checkpoints.PLAIN
-  assert report.spellings["depthwise_nxn_4"] == checkpoints.DEPTHWISE
-  assert report.spellings["final_dense"] == checkpoints.MASKED
+  assert report.spellings["initial_conv"] == tf1_checkpoints.PLAIN
+  assert report.spellings["depthwise_nxn_4"] == tf1_checkpoints.DEPTHWISE
+  assert report.spellings["final_dense"] == tf1_checkpoints.MASKED
   assert report.ones_masks == ("initial_conv",)
   np.testing.assert_array_equal(optimizer.masks["initial_conv"].numpy(), 1.0)
   assert report.layer_sparsities["initial_conv"] == 0.0
@@ -435,7 +435,7 @@ def test_mobilenet_v1_plain_first_conv_depthwise_and_masked_dense(mobilenet):
 
 def test_mnist_checkpoint_without_outer_scope(mnist):
   model = models.build("mnist_fc")
-  report = checkpoints.restore_tf1_checkpoint(mnist.prefix, model)
+  report = tf1_checkpoints.restore_tf1_checkpoint(mnist.prefix, model)
   _check_all_variables(model, mnist)
   assert report.scope == "" and report.masked_layers == ("layer1", "layer2", "layer3")
   # Without an optimizer the checkpoint's masks live only in the kernels.
@@ -449,18 +449,18 @@ def test_other_unmasked_spellings(tmp_path, spellings):
   model = models.build("mnist_fc")
   optimizer = rigl.create_sparse_optimizer("scratch", _sgd(), model,
                                            rigl.SparsityConfig(0.5, "random"))
-  report = checkpoints.restore_tf1_checkpoint(ckpt.prefix, model, optimizer)
+  report = tf1_checkpoints.restore_tf1_checkpoint(ckpt.prefix, model, optimizer)
   _check_all_variables(model, ckpt)
-  labels = {MASKED: checkpoints.MASKED, UNMASKED: checkpoints.UNMASKED,
-            DOUBLED: checkpoints.UNMASKED_DOUBLED, PLAIN: checkpoints.PLAIN,
-            PLAIN_DOUBLED: checkpoints.PLAIN_DOUBLED}
+  labels = {MASKED: tf1_checkpoints.MASKED, UNMASKED: tf1_checkpoints.UNMASKED,
+            DOUBLED: tf1_checkpoints.UNMASKED_DOUBLED, PLAIN: tf1_checkpoints.PLAIN,
+            PLAIN_DOUBLED: tf1_checkpoints.PLAIN_DOUBLED}
   assert report.spellings == {f"layer{i}": labels[spelling]
                               for i, spelling in enumerate(spellings, start=1)}
   assert report.ones_masks == tuple(f"layer{i}" for i, spelling in
                                     enumerate(spellings, start=1) if spelling != MASKED)
   for name in report.ones_masks:
     np.testing.assert_array_equal(optimizer.masks[name].numpy(), 1.0)
-  listing = checkpoints.inspect_checkpoint(ckpt.prefix)
+  listing = tf1_checkpoints.inspect_checkpoint(ckpt.prefix)
   assert [layer.spelling for layer in listing.layers] == list(report.spellings.values())
 
 
@@ -493,8 +493,8 @@ def test_mismatch_raises_one_error_and_assigns_nothing(tmp_path, case, expected_
   before = _model_values(model)
   masks_before = {name: mask.numpy().copy() for name, mask in optimizer.masks.items()}
   with pytest.raises(ValueError) as error:
-    checkpoints.restore_tf1_checkpoint(ckpt.prefix, model, optimizer)
-  assert isinstance(error.value, checkpoints.CheckpointMismatchError)
+    tf1_checkpoints.restore_tf1_checkpoint(ckpt.prefix, model, optimizer)
+  assert isinstance(error.value, tf1_checkpoints.CheckpointMismatchError)
   for name in expected_names:
     assert name in str(error.value)
   assert "Momentum" not in str(error.value) and "global_step" not in str(error.value)
@@ -512,7 +512,7 @@ def test_mobilenet_missing_batch_norm_statistic_and_wrong_shape(tmp_path):
   model = _mobilenet_v1()
   before = _model_values(model)
   with pytest.raises(ValueError) as error:
-    checkpoints.restore_tf1_checkpoint(ckpt.prefix, model)
+    tf1_checkpoints.restore_tf1_checkpoint(ckpt.prefix, model)
   assert missing in str(error.value) and wrong in str(error.value)
   assert error.value.missing == (f"{missing} (batch_normalization_7.moving_variance)",)
   assert len(error.value.shape_mismatches) == 1 and not error.value.unused
@@ -522,19 +522,19 @@ def test_mobilenet_missing_batch_norm_statistic_and_wrong_shape(tmp_path):
 
 def test_another_architecture_is_rejected(mnist):
   with pytest.raises(ValueError, match="layer1/weights"):
-    checkpoints.restore_tf1_checkpoint(mnist.prefix, models.build("lenet5"))
+    tf1_checkpoints.restore_tf1_checkpoint(mnist.prefix, models.build("lenet5"))
 
 
 def test_bad_arguments(mnist):
   model = models.build("mnist_fc")
   with pytest.raises(ValueError, match="include"):
-    checkpoints.restore_tf1_checkpoint(mnist.prefix, model, include="weights")
+    tf1_checkpoints.restore_tf1_checkpoint(mnist.prefix, model, include="weights")
   with pytest.raises(ValueError, match="optimizer"):
-    checkpoints.restore_tf1_checkpoint(mnist.prefix, model, include="masks")
+    tf1_checkpoints.restore_tf1_checkpoint(mnist.prefix, model, include="masks")
   # A dense baseline keeps no masks, so the checkpoint's masks have nowhere to go.
   baseline = rigl.create_sparse_optimizer("baseline", _sgd(), model)
   with pytest.raises(ValueError, match="masks 'layer1' but the optimizer does not"):
-    checkpoints.restore_tf1_checkpoint(mnist.prefix, model, baseline, include="masks")
+    tf1_checkpoints.restore_tf1_checkpoint(mnist.prefix, model, baseline, include="masks")
 
 
 # ----- load_mask_dir and initial_value_checkpoint ------------------------------------
@@ -545,7 +545,7 @@ def test_include_masks_loads_masks_and_remasks_kernels(mobilenet):
   optimizer = rigl.create_sparse_optimizer("scratch", _sgd(), model,
                                            rigl.SparsityConfig(SPARSITY, "random"))
   before = _model_values(model)
-  report = checkpoints.restore_tf1_checkpoint(mobilenet.prefix, model, optimizer,
+  report = tf1_checkpoints.restore_tf1_checkpoint(mobilenet.prefix, model, optimizer,
                                               include="masks")
   assert report.assigned == {f"contraction_1x1_{i}.mask": f"{SCOPE}contraction_1x1_{i}/mask"
                              for i in range(13)} | {"final_dense.mask":
@@ -574,7 +574,7 @@ def test_include_initial_values_skips_moving_statistics_and_plain_kernels(mobile
                                            rigl.SparsityConfig(SPARSITY, "random"))
   before = _model_values(model)
   masks_before = {name: mask.numpy().copy() for name, mask in optimizer.masks.items()}
-  report = checkpoints.restore_tf1_checkpoint(mobilenet.prefix, model, optimizer,
+  report = tf1_checkpoints.restore_tf1_checkpoint(mobilenet.prefix, model, optimizer,
                                               include="initial_values")
   for layer in model.layers:
     for attr in ("kernel", "bias", "depthwise_kernel", "gamma", "beta", "moving_mean",
@@ -604,11 +604,11 @@ def test_include_initial_values_skips_moving_statistics_and_plain_kernels(mobile
 
 
 def test_inspect_listing(resnet_erk, resnet_uniform, mobilenet):
-  listing = checkpoints.inspect_checkpoint(resnet_erk.prefix)
+  listing = tf1_checkpoints.inspect_checkpoint(resnet_erk.prefix)
   assert listing.scope == SCOPE and listing.global_step == GLOBAL_STEP
   kernel_layers = [layer for layer in listing.layers if layer.is_kernel_layer]
   assert len(kernel_layers) == 54 and all(layer.masked for layer in kernel_layers)
-  assert sum(layer.spelling == checkpoints.BATCH_NORM for layer in listing.layers) == 53
+  assert sum(layer.spelling == tf1_checkpoints.BATCH_NORM for layer in listing.layers) == 53
   for name, mask in resnet_erk.masks.items():
     layer = listing.layer(name)
     assert layer.sparsity == _fraction_zeros(mask) and layer.shape == mask.shape
@@ -617,12 +617,12 @@ def test_inspect_listing(resnet_erk, resnet_uniform, mobilenet):
   assert listing.global_sparsity == pytest.approx(zeros / total)
   assert all("Momentum" not in v for layer in listing.layers for v in layer.variables)
 
-  first = checkpoints.inspect_checkpoint(resnet_uniform.prefix).layer("initial_conv")
+  first = tf1_checkpoints.inspect_checkpoint(resnet_uniform.prefix).layer("initial_conv")
   assert (first.spelling, first.masked, first.sparsity, first.shape) == (
-      checkpoints.UNMASKED_DOUBLED, False, 0.0, (7, 7, 3, 64))
+      tf1_checkpoints.UNMASKED_DOUBLED, False, 0.0, (7, 7, 3, 64))
 
-  listing = checkpoints.inspect_checkpoint(mobilenet.prefix)
-  assert listing.layer("initial_conv").spelling == checkpoints.PLAIN
+  listing = tf1_checkpoints.inspect_checkpoint(mobilenet.prefix)
+  assert listing.layer("initial_conv").spelling == tf1_checkpoints.PLAIN
   assert listing.layer("depthwise_nxn_12").shape == (3, 3, 1024, 1)
   assert listing.layer("final_dense").masked
   total = sum(math.prod(layer.shape) for layer in listing.layers
@@ -634,18 +634,18 @@ def test_inspect_listing(resnet_erk, resnet_uniform, mobilenet):
 
 def test_inspect_command_line(mobilenet):
   result = subprocess.run(
-      [sys.executable, "-m", "rigl.checkpoints", "inspect", mobilenet.prefix],
+      [sys.executable, "-m", "rigl.tf1_checkpoints", "inspect", mobilenet.prefix],
       cwd=REPO_ROOT, capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stderr
   assert "contraction_1x1_3" in result.stdout and "global sparsity" in result.stdout
 
 
 def test_is_tf1_checkpoint(tmp_path, mnist):
-  assert checkpoints.is_tf1_checkpoint(mnist.prefix)
+  assert tf1_checkpoints.is_tf1_checkpoint(mnist.prefix)
   tf2_prefix = tf.train.Checkpoint(v=tf.Variable(1.0)).write(str(tmp_path / "tf2"))
-  assert not checkpoints.is_tf1_checkpoint(tf2_prefix)
+  assert not tf1_checkpoints.is_tf1_checkpoint(tf2_prefix)
   with pytest.raises(ValueError, match="TF2"):
-    checkpoints.restore_tf1_checkpoint(tf2_prefix, models.build("mnist_fc"))
+    tf1_checkpoints.restore_tf1_checkpoint(tf2_prefix, models.build("mnist_fc"))
   missing = str(tmp_path / "nowhere" / "model.ckpt-1")
   with pytest.raises(ValueError, match="nowhere/model.ckpt-1"):
-    checkpoints.is_tf1_checkpoint(missing)
+    tf1_checkpoints.is_tf1_checkpoint(missing)

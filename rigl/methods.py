@@ -1,15 +1,15 @@
 """The training methods: each overrides only what differs from its parent.
 
 | training_method | class           | drop         | grow                        | when                  |
-| baseline        | DenseBaseline   | -            | -                           | no masks              |
-| scratch         | SparseScratch   | -            | -                           | fixed random mask     |
-| set             | SparseSET       | smallest |w| | uniform random              | after the step        |
-| static          | SparseStatic    | smallest |w| | the same positions, re-init | after the step        |
-| momentum        | SparseMomentum  | smallest |w| | |EMA of dense gradient|     | after the step (SNFS) |
-| rigl            | SparseRigL      | smallest |w| | |dense gradient|            | instead of the step   |
-| snip            | SparseSnip      | -            | -                           | first batch, no step  |
-| dnw             | SparseDNW       | -            | -                           | top-|w| after each step |
-| prune           | SparsePrune     | -            | -                           | cubic schedule (tfmot) |
+| baseline        | DenseTraining   | -            | -                           | no masks              |
+| scratch         | Static   | -            | -                           | fixed random mask     |
+| set             | SET       | smallest |w| | uniform random              | after the step        |
+| static          | StaticReinit    | smallest |w| | the same positions, re-init | after the step        |
+| momentum        | SNFS  | smallest |w| | |EMA of dense gradient|     | after the step (SNFS) |
+| rigl            | RigL      | smallest |w| | |dense gradient|            | instead of the step   |
+| snip            | SNIP      | -            | -                           | first batch, no step  |
+| dnw             | DNW       | -            | -                           | top-|w| after each step |
+| prune           | GradualPruning     | -            | -                           | cubic schedule (tfmot) |
 """
 
 from __future__ import annotations
@@ -21,25 +21,25 @@ import tf_keras
 from rigl import grow_init as grow_init_lib
 from rigl import mask_ops
 from rigl import schedules
-from rigl import sparse_kernels
+from rigl import kernel_selection
 from rigl import sparsity as sparsity_lib
-from rigl.sparse_optimizer_base import DynamicSparseOptimizer
-from rigl.sparse_optimizer_base import SparseOptimizer
+from rigl.sparse_optimizer import DynamicSparseOptimizer
+from rigl.sparse_optimizer import SparseOptimizer
 
 # Exponent of the gradual-pruning sparsity schedule (Zhu & Gupta, 2017).
 PRUNING_POWER = 3
 
 
-class DenseBaseline(SparseOptimizer):
+class DenseTraining(SparseOptimizer):
   """Dense training (`baseline`): no masks; the wrapped optimizer does everything."""
   sparsifies = False
 
 
-class SparseScratch(SparseOptimizer):
+class Static(SparseOptimizer):
   """A fixed random mask for the whole run (`scratch`, the paper's "Static")."""
 
 
-class SparseSET(DynamicSparseOptimizer):
+class SET(DynamicSparseOptimizer):
   """SET (Mocanu et al., 2018): grows uniformly random connections."""
 
   def _grow_score(self, kernel, mask, dense_grad, state, seed_fn):
@@ -47,7 +47,7 @@ class SparseSET(DynamicSparseOptimizer):
                                        dtype=kernel.dtype)
 
 
-class SparseStatic(DynamicSparseOptimizer):
+class StaticReinit(DynamicSparseOptimizer):
   """`static`: re-initialises the weakest connections; the mask never changes."""
   reinit_when_same = True
 
@@ -55,7 +55,7 @@ class SparseStatic(DynamicSparseOptimizer):
     return tf.cast(mask, kernel.dtype)
 
 
-class SparseMomentum(DynamicSparseOptimizer):
+class SNFS(DynamicSparseOptimizer):
   """SNFS without redistribution (`momentum`; Dettmers & Zettlemoyer, 2019).
 
   Grows where the exponential moving average of the dense gradient is largest. The
@@ -86,10 +86,10 @@ class SparseMomentum(DynamicSparseOptimizer):
   def _layer_state(self, layer_name):
     return dict(super()._layer_state(layer_name), grad_ema=self._grad_ema[layer_name])
 
-  def _before_step(self, distribution, dense_grads) -> None:
+  def _before_step(self, strategy, dense_grads) -> None:
     decay = self.s_momentum
     for layer, grad in zip(self._layers, dense_grads):
-      distribution.extended.update(
+      strategy.extended.update(
           self._grad_ema[layer.name],
           lambda ema, g: mask_ops.assign(ema, decay * ema + (1.0 - decay) * g),
           args=(grad,), group=False)
@@ -98,7 +98,7 @@ class SparseMomentum(DynamicSparseOptimizer):
     return tf.abs(tf.convert_to_tensor(state["grad_ema"]))
 
 
-class SparseRigL(DynamicSparseOptimizer):
+class RigL(DynamicSparseOptimizer):
   """RigL (Evci et al., 2020): grows where the dense gradient is largest.
 
   On a mask-update step the masks change *instead of* the optimizer step, using the
@@ -118,15 +118,15 @@ class SparseRigL(DynamicSparseOptimizer):
   def _new_slot_values(self, dense_grad):
     return dense_grad * self.rigl_acc_scale
 
-  def _apply_sparse(self, distribution, grads, dense_grads, variables):
+  def _apply_sparse(self, strategy, grads, dense_grads, variables):
     step = tf.identity(self.iterations)
     is_update = self.schedule.is_update_step(step, self._last_update_step)
     tf.cond(is_update,
-            lambda: self._update_masks(distribution, dense_grads, step),
-            lambda: self._optimizer_step(distribution, grads, variables))
+            lambda: self._update_masks(strategy, dense_grads, step),
+            lambda: self._optimizer_step(strategy, grads, variables))
 
 
-class SparseSnip(SparseOptimizer):
+class SNIP(SparseOptimizer):
   """SNIP (Lee et al., 2019): one-shot pruning by |gradient * weight| on batch 0.
 
   The first call of `apply_gradients` keeps, per layer, the connections with the
@@ -145,13 +145,13 @@ class SparseSnip(SparseOptimizer):
   def is_snipped(self) -> tf.Variable:
     return self._is_snipped
 
-  def _apply_sparse(self, distribution, grads, dense_grads, variables):
+  def _apply_sparse(self, strategy, grads, dense_grads, variables):
     should_snip = tf.logical_and(tf.equal(self.iterations, 0),
                                  tf.logical_not(self._is_snipped))
-    tf.cond(should_snip, lambda: self._snip(distribution, dense_grads),
-            lambda: self._optimizer_step(distribution, grads, variables))
+    tf.cond(should_snip, lambda: self._snip(strategy, dense_grads),
+            lambda: self._optimizer_step(strategy, grads, variables))
 
-  def _snip(self, distribution, dense_grads):
+  def _snip(self, strategy, dense_grads):
     for layer, grad in zip(self._layers, dense_grads):
       sparsity = self.layer_sparsities[layer.name]
 
@@ -161,15 +161,15 @@ class SparseSnip(SparseOptimizer):
             tf.abs(tf.cast(grad, weights.dtype) * weights), sparsity)
         mask_ops.install_mask(mask, kernel, new_mask, weights, slots)
 
-      distribution.extended.update(self._masks[layer.name], snip_layer,
+      strategy.extended.update(self._masks[layer.name], snip_layer,
                                    args=(layer.kernel, grad, self._slots[layer.name]),
                                    group=False)
-    distribution.extended.update(self._is_snipped, mask_ops.assign, args=(True,),
+    strategy.extended.update(self._is_snipped, mask_ops.assign, args=(True,),
                                  group=False)
     return tf.constant(True)
 
 
-class SparseDNW(SparseOptimizer):
+class DNW(SparseOptimizer):
   """DNW (Wortsman et al., 2019): dense weights, sparse forward pass.
 
   The optimizer updates a dense copy of every kernel with the straight-through (dense)
@@ -187,14 +187,14 @@ class SparseDNW(SparseOptimizer):
   def _state_variables(self):
     return list(self._dense_kernels.values())
 
-  def _apply_sparse(self, distribution, grads, dense_grads, variables):
+  def _apply_sparse(self, strategy, grads, dense_grads, variables):
     dense_of = {self._var_key(layer.kernel): grad
                 for layer, grad in zip(self._layers, dense_grads)}
     grads = [dense_of.get(self._var_key(v), g) for g, v in zip(grads, variables)]
     for layer in self._layers:
-      distribution.extended.update(layer.kernel, mask_ops.assign,
+      strategy.extended.update(layer.kernel, mask_ops.assign,
                                    args=(self._dense_kernels[layer.name],), group=False)
-    self._optimizer_step(distribution, grads, variables, reapply_masks=False)
+    self._optimizer_step(strategy, grads, variables, reapply_masks=False)
     for layer in self._layers:
       sparsity = self.layer_sparsities[layer.name]
 
@@ -204,12 +204,12 @@ class SparseDNW(SparseOptimizer):
         mask_ops.assign(dense_kernel, weights)
         mask_ops.install_mask(mask, kernel, new_mask, weights)
 
-      distribution.extended.update(self._masks[layer.name], select_top,
+      strategy.extended.update(self._masks[layer.name], select_top,
                                    args=(layer.kernel, self._dense_kernels[layer.name]),
                                    group=False)
 
 
-class SparsePrune(SparseOptimizer):
+class GradualPruning(SparseOptimizer):
   """Gradual magnitude pruning (`prune`; Zhu & Gupta, 2017) on tfmot's schedule.
 
   Each layer's sparsity follows tfmot's `PolynomialDecay` from 0 to the layer's target
@@ -251,20 +251,20 @@ class SparsePrune(SparseOptimizer):
     """The scheduled sparsity of `layer_name` at `step`."""
     return self._pruning_schedules[layer_name](step)[1]
 
-  def _apply_sparse(self, distribution, grads, dense_grads, variables):
-    self._optimizer_step(distribution, grads, variables)
+  def _apply_sparse(self, strategy, grads, dense_grads, variables):
+    self._optimizer_step(strategy, grads, variables)
     if not self._layers:
       return
     step = tf.identity(self.iterations)
     should_prune = self._pruning_schedules[self._layers[0].name](step)[0]
-    tf.cond(should_prune, lambda: self._prune(distribution, step),
+    tf.cond(should_prune, lambda: self._prune(strategy, step),
             lambda: tf.constant(False))
 
   def update_masks(self, dense_grads):
     del dense_grads
     self._prune(tf.distribute.get_strategy(), tf.identity(self.iterations))
 
-  def _prune(self, distribution, step):
+  def _prune(self, strategy, step):
     decay = self.threshold_decay
     for layer in self._layers:
       sparsity = self.target_sparsity_at(layer.name, step)
@@ -280,22 +280,22 @@ class SparsePrune(SparseOptimizer):
         mask_ops.assign(threshold, new_threshold)
         mask_ops.install_mask(mask, kernel, new_mask, slots=slots)
 
-      distribution.extended.update(self._masks[layer.name], prune_layer,
+      strategy.extended.update(self._masks[layer.name], prune_layer,
                                    args=(layer.kernel, self._thresholds[layer.name],
                                          self._slots[layer.name]), group=False)
     return tf.constant(True)
 
 
 TRAINING_METHODS = {
-    "baseline": DenseBaseline,
-    "scratch": SparseScratch,
-    "set": SparseSET,
-    "static": SparseStatic,
-    "momentum": SparseMomentum,
-    "rigl": SparseRigL,
-    "snip": SparseSnip,
-    "dnw": SparseDNW,
-    "prune": SparsePrune,
+    "baseline": DenseTraining,
+    "scratch": Static,
+    "set": SET,
+    "static": StaticReinit,
+    "momentum": SNFS,
+    "rigl": RigL,
+    "snip": SNIP,
+    "dnw": DNW,
+    "prune": GradualPruning,
 }
 
 
@@ -308,7 +308,7 @@ def create_sparse_optimizer(training_method: str, optimizer: tf_keras.optimizers
                             pruning_begin_step: int = 0, pruning_end_step: int = 10000,
                             pruning_frequency: int = 100, threshold_decay: float = 0.0,
                             seed: int = 0,
-                            select: sparse_kernels.Selection = None) -> SparseOptimizer:
+                            select: kernel_selection.Selection = None) -> SparseOptimizer:
   """Builds the sparse optimizer of `training_method` from flag-style settings.
 
   Settings a method does not use are ignored, as in the original scripts. `select`
@@ -321,11 +321,11 @@ def create_sparse_optimizer(training_method: str, optimizer: tf_keras.optimizers
   kwargs = {"seed": seed, "select": select}
   if issubclass(cls, DynamicSparseOptimizer):
     kwargs.update(schedule=schedule, grow_init=grow_init)
-  if cls is SparseMomentum:
+  if cls is SNFS:
     kwargs["s_momentum"] = s_momentum
-  if cls is SparseRigL:
+  if cls is RigL:
     kwargs["rigl_acc_scale"] = rigl_acc_scale
-  if cls is SparsePrune:
+  if cls is GradualPruning:
     kwargs.update(begin_step=pruning_begin_step, end_step=pruning_end_step,
                   pruning_frequency=pruning_frequency, threshold_decay=threshold_decay)
   return cls(optimizer, model, sparsity, **kwargs)
@@ -335,7 +335,7 @@ def sparsify(model: tf_keras.Model, optimizer: tf_keras.optimizers.Optimizer,
              method: str = "rigl", sparsity: float | sparsity_lib.SparsityConfig = 0.9,
              distribution: str = sparsity_lib.ERDOS_RENYI_KERNEL, *,
              schedule: schedules.MaskUpdateSchedule | None = None,
-             select: sparse_kernels.Selection = None, seed: int = 0,
+             select: kernel_selection.Selection = None, seed: int = 0,
              **method_options) -> SparseOptimizer:
   """Wraps `optimizer` so that it trains a sparse version of `model` with `method`.
 
