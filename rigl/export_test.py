@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
-from rigl import checkpoints_test
+from rigl import tf1_checkpoints_test
 from rigl import export
 from rigl import flops
 from rigl import models
@@ -157,7 +157,7 @@ def test_model_architecture_overrides_the_run_config(run, tmp_path):
 
 
 def test_tf1_checkpoint_of_the_original(tmp_path):
-  ckpt = checkpoints_test.write_mnist_fc(tmp_path)
+  ckpt = tf1_checkpoints_test.write_mnist_fc(tmp_path)
   loaded, _ = export.load_run_model(ckpt.prefix, "mnist_fc")
   for name, kernel in ckpt.kernels.items():
     np.testing.assert_array_equal(loaded.get_layer(name).kernel.numpy(), kernel)
