@@ -115,7 +115,7 @@ def build_trainer(spec: ModelSpec, method: str, batch: int,
       method, tf_keras.optimizers.SGD(0.1, momentum=0.9), model,
       rigl.SparsityConfig(SPARSITY, "erdos_renyi_kernel"), schedule=schedule, **pruning)
   config = training.RunConfig(train_steps=NEVER, global_batch_size=batch,
-                              steps_per_epoch=NEVER, training_method=method,
+                              steps_per_epoch=NEVER,
                               jit_compile=FLAGS.jit_compile, log=lambda line: None)
   return training.Trainer(model, optimizer, config)
 

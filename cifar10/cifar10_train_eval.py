@@ -197,7 +197,7 @@ def run() -> dict[str, object] | None:
   config = training.RunConfig(
       train_steps=scaled(FLAGS.max_steps), global_batch_size=FLAGS.batch_size,
       steps_per_epoch=max(FLAGS.dataset_size // FLAGS.batch_size, 1),
-      training_method=FLAGS.training_method, steps_per_eval=FLAGS.checkpoint_steps,
+      steps_per_eval=FLAGS.checkpoint_steps,
       steps_per_checkpoint=FLAGS.checkpoint_steps, summary_steps=FLAGS.summaries_steps,
       save_path=save_path, identity=run_identity(), l2_scale=FLAGS.l2,
       keep_checkpoint_max=FLAGS.keep_checkpoint_max,

@@ -358,8 +358,8 @@ def run_on(strategy: tf.distribute.Strategy,
         uses_mask_dir=FLAGS.training_method not in NO_MASK_INIT_METHODS)
   config = training.RunConfig(
       train_steps=scaled(FLAGS.train_steps), global_batch_size=FLAGS.train_batch_size,
-      steps_per_epoch=steps_per_epoch, training_method=FLAGS.training_method,
-      steps_per_eval=FLAGS.steps_per_eval, steps_per_checkpoint=FLAGS.steps_per_checkpoint,
+      steps_per_epoch=steps_per_epoch, steps_per_eval=FLAGS.steps_per_eval,
+      steps_per_checkpoint=FLAGS.steps_per_checkpoint,
       summary_steps=FLAGS.summary_steps, save_path=save_path,
       # eval_once may read a checkpoint of another run (the released ones).
       identity=None if FLAGS.mode == "eval_once" else run_identity(),

@@ -200,7 +200,7 @@ def run() -> dict[str, object]:
 
   config = training.RunConfig(
       train_steps=FLAGS.num_epochs * steps_per_epoch, global_batch_size=FLAGS.batch_size,
-      steps_per_epoch=steps_per_epoch, training_method=FLAGS.training_method,
+      steps_per_epoch=steps_per_epoch,
       count_batches=True,  # The original trains num_epochs full passes.
       save_path=FLAGS.save_path, identity=run_identity(), l2_scale=FLAGS.l2_scale,
       save_checkpoints=FLAGS.save_model,

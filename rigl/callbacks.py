@@ -26,7 +26,6 @@ in a new process (every other value is derived from the optimizer's checkpointed
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 from absl import logging
 import numpy as np
@@ -34,16 +33,14 @@ import tensorflow as tf
 import tf_keras
 
 from rigl import flops
+from rigl import keras_compat
 from rigl import kernel_selection
-from rigl import methods
 from rigl import summaries
 from rigl.sparse_optimizer import SparseOptimizer
 
 EPOCH = "epoch"
 # Batches between two samples of the sparse FLOPs (each reads every mask).
 FLOPS_SAMPLE_BATCHES = 100
-# The FLOPs rule of a sparse optimizer that is no known method's (3 sparse passes).
-DEFAULT_FLOPS_METHOD = "scratch"
 
 Masks = dict[str, np.ndarray]
 
@@ -66,23 +63,6 @@ def mask_churn(initial: Masks, current: Masks) -> tuple[float, dict[str, float]]
   active = {name: int(np.sum(current[name])) for name in current}
   per_layer = {name: new[name] / max(active[name], 1) for name in current}
   return sum(new.values()) / max(sum(active.values()), 1), per_layer
-
-
-def flops_method(optimizer: SparseOptimizer) -> str:
-  """The `rigl.flops` training method whose cost rule fits `optimizer`."""
-  names = {cls: name for name, cls in methods.TRAINING_METHODS.items()}
-  for cls in type(optimizer).__mro__:
-    if cls in names:
-      return names[cls]
-  return DEFAULT_FLOPS_METHOD
-
-
-@dataclasses.dataclass(frozen=True)
-class _FlopsRule:
-  """How training FLOPs of the model are counted: its layers, method and dense cost."""
-  specs: list[flops.LayerSpec]
-  method: str
-  dense_flops: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,7 +113,7 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
     self._total_weights = sum(mask.size for mask in self._initial.values()) + sum(
         int(np.prod(layer.shape)) for layer in kernel_selection.find_kernels(self.model)
         if layer.name not in self._initial)
-    self._flops = self._flops_rule(optimizer)
+    self._flops = self._flops_meter(optimizer)
     self._started = False
 
   def on_epoch_begin(self, epoch, logs=None):
@@ -163,7 +143,7 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
 
   def _batches(self) -> int:
     """Training batches of this `fit` (restored with the model by BackupAndRestore)."""
-    return int(self.model._train_counter.numpy())  # pylint: disable=protected-access
+    return int(keras_compat.train_counter(self.model).numpy())
 
   def _write(self) -> None:
     optimizer = self.model.optimizer
@@ -193,18 +173,17 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
 
   # ----- FLOPs ------------------------------------------------------------------------
 
-  def _flops_rule(self, optimizer: SparseOptimizer) -> _FlopsRule | None:
+  def _flops_meter(self, optimizer: SparseOptimizer) -> flops.TrainingFlopsMeter | None:
     try:
       specs = flops.layer_specs(self.model)
     except (AttributeError, RuntimeError) as error:
       # Convolutions of subclassed models have no recorded output size.
       logging.warning("SparsitySummaries writes no FLOPs for this model: %s", error)
       return None
-    return _FlopsRule(specs, flops_method(optimizer), flops.count(specs, {}).flops)
+    return flops.TrainingFlopsMeter(tuple(specs), type(optimizer).flops_rule)
 
   def _flops_sample(self, masks: Masks) -> _Sample:
-    sparse_flops = (flops.count(self._flops.specs, flops.mask_sparsities(masks)).flops
-                    if self._flops else 0.0)
+    sparse_flops = self._flops.sparse_flops(masks) if self._flops else 0.0
     return _Sample(self._batches(), int(self.model.optimizer.iterations.numpy()),
                    sparse_flops)
 
@@ -215,11 +194,8 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
     """
     now = self._flops_sample(masks)
     if self._flops is not None:
-      calls, steps = now.batches - self._sample.batches, now.step - self._sample.step
-      cost = functools.partial(flops.step_flops_per_example, self._flops.method,
-                               self._flops.dense_flops,
-                               (self._sample.sparse_flops + now.sparse_flops) / 2)
-      self.training_flops_per_example += (steps * cost() +
-                                          (calls - steps) * cost(is_mask_update=True))
+      self.training_flops_per_example += self._flops.stretch(
+          now.batches - self._sample.batches, now.step - self._sample.step,
+          self._sample.sparse_flops, now.sparse_flops)
     self._sample = now
 

@@ -48,7 +48,7 @@ def run(tmp_path_factory):
     layer.bias.assign(rng.standard_normal(layer.bias.shape).astype(np.float32))
   trainer = training.Trainer(model, optimizer, training.RunConfig(
       train_steps=10, global_batch_size=BATCH, steps_per_epoch=10,
-      training_method="scratch", save_path=str(directory), identity=IDENTITY,
+      save_path=str(directory), identity=IDENTITY,
       log=lambda line: None))
   optimizer.iterations.assign(STEP)
   trainer.save()

@@ -8,16 +8,21 @@ non-zero weights plus a 1-bit mask per weight; biases take 32 bits each. Spatial
 are the layers' real output sizes (the MicroNet 'same' formula on unpadded inputs).
 
 Training FLOPs per example, relative to dense training (3 x dense forward: forward,
-plus a backward pass of twice its cost):
+plus a backward pass of twice its cost), by the method's `flops_rule`:
 
-| method                    | cost per example                                 |
-| baseline                  | 3 f_D                                            |
-| scratch, set, static, snip| 3 f_S                                            |
-| momentum (SNFS), dnw      | 2 f_S + f_D (a dense gradient every step)        |
-| rigl                      | (3 f_S dT + 2 f_S + f_D) / (dT + 1)              |
-| prune                     | 3 x the mean of f(s_t) over the pruning schedule |
+| rule                       | methods                  | cost per example                |
+| DENSE_STEPS                | baseline                 | 3 f_D                           |
+| SPARSE_STEPS               | scratch, set, static,    | 3 f_S                           |
+|                            | snip                     |                                 |
+| DENSE_GRADIENT_STEPS       | momentum (SNFS), dnw     | 2 f_S + f_D (a dense gradient   |
+|                            |                          | every step)                     |
+| DENSE_GRADIENT_ON_UPDATES  | rigl                     | (3 f_S dT + 2 f_S + f_D)/(dT+1) |
+| PRUNING_STEPS              | prune                    | 3 x the mean of f(s_t) over the |
+|                            |                          | pruning schedule                |
 
-all multiplied by `training_steps_multiplier`.
+all multiplied by `training_steps_multiplier`. During training (`TrainingFlopsMeter`)
+every rule is counted at the masks' FLOPs of the time; a call that changed masks
+instead of stepping (RigL, SNIP) costs a mask-update step.
 
 Command line (flag names as in the training scripts)::
 
@@ -35,6 +40,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+from rigl import schedules
 from rigl import sparsity as sparsity_lib
 
 CONV, DEPTHWISE, DENSE = "conv", "depthwise", "dense"
@@ -44,10 +50,15 @@ BITS_PER_BIAS = 32
 BITS_PER_MEGABYTE = 8e6
 # The backward pass costs twice the forward pass (input and weight gradients).
 BACKWARD_TO_FORWARD = 2
-DENSE_GRADIENT_METHODS = ("momentum", "dnw")
-FIXED_MASK_METHODS = ("scratch", "set", "static", "snip")
-TRAINING_METHODS = ("baseline",) + FIXED_MASK_METHODS + DENSE_GRADIENT_METHODS + (
-    "rigl", "prune")
+# How one training step of a method is counted: a method's `flops_rule` (see the table
+# in the module docstring).
+DENSE_STEPS = "dense"
+SPARSE_STEPS = "sparse"
+DENSE_GRADIENT_STEPS = "dense_gradient"
+DENSE_GRADIENT_ON_UPDATES = "dense_gradient_on_updates"
+PRUNING_STEPS = "pruning"
+FLOPS_RULES = (DENSE_STEPS, SPARSE_STEPS, DENSE_GRADIENT_STEPS, DENSE_GRADIENT_ON_UPDATES,
+               PRUNING_STEPS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,9 +130,13 @@ class ModelStats:
 
 def layer_specs(model) -> list[LayerSpec]:
   """The countable layers (Conv2D, DepthwiseConv2D, Dense) of a built Keras model."""
-  import tf_keras  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  import tf_keras
+
+  from rigl import keras_compat
+  # pylint: enable=import-outside-toplevel
   specs = []
-  for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+  for layer in keras_compat.all_layers(model):
     if isinstance(layer, tf_keras.layers.DepthwiseConv2D):
       kind, kernel = DEPTHWISE, layer.depthwise_kernel
     elif isinstance(layer, tf_keras.layers.Conv2D):
@@ -190,28 +205,22 @@ def count(specs: Sequence[LayerSpec], sparsities: Mapping[str, float]) -> ModelS
 
 
 @dataclasses.dataclass(frozen=True)
-class PruningSchedule:
-  """Gradual magnitude pruning, sampled as the paper's FLOPs colab did.
+class PruningSamples:
+  """Gradual magnitude pruning as the paper's FLOPs colab sampled it.
 
   Defaults are the ImageNet ResNet-50 runs: pruning from step 10k to 25k of 32k,
-  sampled every 1000 steps.
+  sampled every 1000 steps (`schedule.frequency`).
   """
   train_steps: int = 32000
-  begin_step: int = 10000
-  end_step: int = 25000
-  frequency: int = 1000
+  schedule: schedules.PolynomialSparsity = schedules.PolynomialSparsity(
+      begin_step=10000, end_step=25000, frequency=1000)
 
   def fraction_at(self, step: int) -> float:
-    """Share of the final sparsity reached at `step` (cubic, Zhu & Gupta 2017)."""
-    if step < self.begin_step:
-      return 0.0
-    if step > self.end_step:
-      return 1.0
-    progress = (step - self.begin_step) / (self.end_step - self.begin_step)
-    return 1.0 - (1.0 - progress)**3
+    """Share of the final sparsity reached at `step` (the training schedule's)."""
+    return float(self.schedule.sparsity_at(step, 1.0))
 
   def sample_steps(self) -> range:
-    return range(0, self.train_steps + 1, self.frequency)
+    return range(0, self.train_steps + 1, self.schedule.frequency)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,25 +245,26 @@ class Accounting:
     }
 
 
-def _check_method(method: str) -> None:
-  if method not in TRAINING_METHODS:
-    raise ValueError(f"Unknown `training_method` {method!r}; allowed values: "
-                     f"{', '.join(TRAINING_METHODS)}.")
+def _check_rule(rule: str) -> None:
+  if rule not in FLOPS_RULES:
+    raise ValueError(f"Unknown FLOPs rule {rule!r}; allowed values: "
+                     f"{', '.join(FLOPS_RULES)}.")
 
 
-def step_flops_per_example(method: str, dense_flops: float, sparse_flops: float,
+def step_flops_per_example(rule: str, dense_flops: float, sparse_flops: float,
                            is_mask_update: bool = False) -> float:
   """Training FLOPs of one example in one step, given the current sparse FLOPs.
 
   A RigL mask-update step runs the sparse forward pass, the backward pass to the
   inputs, and a dense weight gradient (2 f_S + f_D); other RigL steps cost 3 f_S.
-  For `prune`, `sparse_flops` are those of the masks at that step.
+  For pruning, `sparse_flops` are those of the masks at that step.
   """
-  _check_method(method)
+  _check_rule(rule)
   forward_backward = 1 + BACKWARD_TO_FORWARD
-  if method == "baseline":
+  if rule == DENSE_STEPS:
     return forward_backward * dense_flops
-  if method in DENSE_GRADIENT_METHODS or (method == "rigl" and is_mask_update):
+  if rule == DENSE_GRADIENT_STEPS or (rule == DENSE_GRADIENT_ON_UPDATES
+                                      and is_mask_update):
     return BACKWARD_TO_FORWARD * sparse_flops + dense_flops
   return forward_backward * sparse_flops
 
@@ -264,61 +274,104 @@ def mask_sparsities(masks) -> dict[str, float]:
   return {name: 1.0 - float(np.mean(np.asarray(mask))) for name, mask in masks.items()}
 
 
-def training_flops_ratio(method: str, dense_flops: float, sparse_flops: float,
+def training_flops_ratio(rule: str, dense_flops: float, sparse_flops: float,
                          mask_update_frequency: int = 100,
                          mean_pruning_flops: float | None = None,
                          training_steps_multiplier: float = 1.0) -> float:
-  """Training FLOPs of `method` relative to dense training of the standard length."""
-  _check_method(method)
-  if method == "rigl":
+  """Training FLOPs under `rule` relative to dense training of the standard length."""
+  _check_rule(rule)
+  if rule == DENSE_GRADIENT_ON_UPDATES:
     if mask_update_frequency <= 0:
       raise ValueError(f"`maskupdate_frequency` must be > 0; got {mask_update_frequency}.")
-    normal = step_flops_per_example(method, dense_flops, sparse_flops)
-    update = step_flops_per_example(method, dense_flops, sparse_flops, True)
+    normal = step_flops_per_example(rule, dense_flops, sparse_flops)
+    update = step_flops_per_example(rule, dense_flops, sparse_flops, True)
     cost = (normal * mask_update_frequency + update) / (mask_update_frequency + 1)
-  elif method == "prune":
+  elif rule == PRUNING_STEPS:
     if mean_pruning_flops is None:
-      raise ValueError("`prune` needs the mean FLOPs over its pruning schedule.")
-    cost = step_flops_per_example(method, dense_flops, mean_pruning_flops)
+      raise ValueError("Pruning needs the mean FLOPs over its pruning schedule.")
+    cost = step_flops_per_example(rule, dense_flops, mean_pruning_flops)
   else:
-    cost = step_flops_per_example(method, dense_flops, sparse_flops)
-  dense_cost = step_flops_per_example("baseline", dense_flops, dense_flops)
+    cost = step_flops_per_example(rule, dense_flops, sparse_flops)
+  dense_cost = step_flops_per_example(DENSE_STEPS, dense_flops, dense_flops)
   return training_steps_multiplier * cost / dense_cost
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingFlopsMeter:
+  """Counts training FLOPs per example during training, from the masks of the time.
+
+  The training loop and the Keras callback both sample the masks' sparse FLOPs now
+  and then (`sparse_flops`) and count each stretch of calls between two samples with
+  `stretch`, at the mean of the sparse FLOPs at its two ends.
+
+  Attributes:
+    specs: the model's countable layers.
+    rule: the method's `flops_rule`.
+  """
+  specs: tuple[LayerSpec, ...]
+  rule: str
+
+  def __post_init__(self):
+    _check_rule(self.rule)
+
+  @property
+  def dense_flops(self) -> float:
+    return count(self.specs, {}).flops
+
+  def sparse_flops(self, masks) -> float:
+    """Inference FLOPs of one example at `{layer name: mask}`."""
+    return count(self.specs, mask_sparsities(masks)).flops
+
+  def stretch(self, calls: int, steps: int, sparse_flops_start: float,
+              sparse_flops_end: float) -> float:
+    """FLOPs per example of `calls` training calls, `steps` of which stepped.
+
+    The other calls changed masks instead of stepping (RigL, SNIP).
+    """
+    mean = (sparse_flops_start + sparse_flops_end) / 2
+    dense = self.dense_flops
+    return (steps * step_flops_per_example(self.rule, dense, mean) +
+            (calls - steps) * step_flops_per_example(self.rule, dense, mean, True))
+
+  def dense_step(self) -> float:
+    """FLOPs per example of one step of dense training, the ratios' reference."""
+    dense = self.dense_flops
+    return step_flops_per_example(DENSE_STEPS, dense, dense)
+
+
 def account(specs: Sequence[LayerSpec], config: sparsity_lib.SparsityConfig,
-            method: str, width: float = 1.0,
+            rule: str, width: float = 1.0,
             mask_update_frequency: int = 100, training_steps_multiplier: float = 1.0,
-            pruning: PruningSchedule | None = None) -> Accounting:
+            pruning: PruningSamples | None = None) -> Accounting:
   """Inference and training cost of a model under a sparsity configuration.
 
   Args:
     specs: the countable layers of the model at width 1, in model order.
     config: target sparsity, distribution and first/last-layer rules; the first and
       last layers are the first and last non-depthwise layers of `specs`.
-    method: the training method (see `TRAINING_METHODS`).
+    rule: the training method's `flops_rule`.
     width: channel multiplier applied when counting (sparsities come from width 1).
     mask_update_frequency: RigL's dT.
     training_steps_multiplier: the run's length relative to the standard one.
-    pruning: the gradual-pruning schedule, for `prune`.
+    pruning: the gradual-pruning schedule, for `PRUNING_STEPS`.
   """
   shapes = {spec.name: spec.kernel_shape for spec in specs if spec.kind != DEPTHWISE}
   counted_specs = scale_width(specs, width)
   dense = count(counted_specs, {})
-  if method == "baseline":
+  if rule == DENSE_STEPS:
     sparse = dense
   else:
     sparse = count(counted_specs, config.layer_sparsities(shapes))
   mean_pruning_flops = None
-  if method == "prune":
-    pruning = pruning or PruningSchedule()
+  if rule == PRUNING_STEPS:
+    pruning = pruning or PruningSamples()
     samples = []
     for step in pruning.sample_steps():
       step_config = dataclasses.replace(
           config, sparsity=config.sparsity * pruning.fraction_at(step))
       samples.append(count(counted_specs, step_config.layer_sparsities(shapes)).flops)
     mean_pruning_flops = float(np.mean(samples))
-  ratio = training_flops_ratio(method, dense.flops, sparse.flops, mask_update_frequency,
+  ratio = training_flops_ratio(rule, dense.flops, sparse.flops, mask_update_frequency,
                                mean_pruning_flops, training_steps_multiplier)
   return Accounting(dense, sparse, ratio)
 
@@ -327,10 +380,11 @@ def account(specs: Sequence[LayerSpec], config: sparsity_lib.SparsityConfig,
 
 def _define_flags() -> None:
   """Defines the command-line flags (only when run as a program)."""
+  from rigl import methods  # pylint: disable=import-outside-toplevel
   from rigl import models  # pylint: disable=import-outside-toplevel
   flags.DEFINE_enum("model_architecture", "resnet50", list(models.ARCHITECTURES),
                     "Model whose cost is counted.")
-  flags.DEFINE_enum("training_method", "rigl", list(TRAINING_METHODS),
+  flags.DEFINE_enum("training_method", "rigl", list(methods.TRAINING_METHODS),
                     "Training method, for the training-FLOPs multiplier.")
   flags.DEFINE_enum("mask_init_method", "erdos_renyi_kernel",
                     list(sparsity_lib.DISTRIBUTIONS), "Sparsity distribution.")
@@ -352,6 +406,7 @@ def _define_flags() -> None:
 
 def _main(argv):
   del argv
+  from rigl import methods  # pylint: disable=import-outside-toplevel
   from rigl import models  # pylint: disable=import-outside-toplevel
   flags_values = flags.FLAGS
   architecture = flags_values.model_architecture
@@ -366,10 +421,12 @@ def _main(argv):
       first_layer_sparsity=first_layer_sparsity,
       last_layer_sparsity=flags_values.last_layer_sparsity)
   result = account(
-      specs, config, flags_values.training_method, flags_values.width,
-      flags_values.maskupdate_frequency, flags_values.training_steps_multiplier,
-      PruningSchedule(flags_values.train_steps, flags_values.sparsity_begin_step,
-                      flags_values.sparsity_end_step, flags_values.pruning_frequency))
+      specs, config, methods.method_class(flags_values.training_method).flops_rule,
+      flags_values.width, flags_values.maskupdate_frequency,
+      flags_values.training_steps_multiplier,
+      PruningSamples(flags_values.train_steps, schedules.PolynomialSparsity(
+          flags_values.sparsity_begin_step, flags_values.sparsity_end_step,
+          flags_values.pruning_frequency)))
   values = result.as_dict()
   if flags_values.json:
     print(json.dumps(values))

@@ -1,60 +1,125 @@
-"""The training methods: each overrides only what differs from its parent.
+"""The training methods: one registered class each, the only list of methods.
 
-| training_method | class           | drop         | grow                        | when                  |
-| baseline        | DenseTraining   | -            | -                           | no masks              |
-| scratch         | Static   | -            | -                           | fixed random mask     |
-| set             | SET       | smallest |w| | uniform random              | after the step        |
-| static          | StaticReinit    | smallest |w| | the same positions, re-init | after the step        |
-| momentum        | SNFS  | smallest |w| | |EMA of dense gradient|     | after the step (SNFS) |
-| rigl            | RigL      | smallest |w| | |dense gradient|            | instead of the step   |
-| snip            | SNIP      | -            | -                           | first batch, no step  |
-| dnw             | DNW       | -            | -                           | top-|w| after each step |
-| prune           | GradualPruning     | -            | -                           | cubic schedule (tfmot) |
+| training_method | class            | drop         | grow / keep                 | when                     |
+| baseline        | `DenseTraining`  | -            | -                           | no masks                 |
+| scratch         | `Static`         | -            | -                           | fixed random mask        |
+| set             | `SET`            | smallest |w| | uniform random              | after the step           |
+| static          | `StaticReinit`   | smallest |w| | the same positions, re-init | after the step           |
+| momentum        | `SNFS`           | smallest |w| | |EMA of dense gradient|     | after the step           |
+| rigl            | `RigL`           | smallest |w| | |dense gradient|            | instead of the step      |
+| snip            | `SNIP`           | -            | top |g * w| at the sparsity | first batch, no step     |
+| dnw             | `DNW`            | -            | top |w| at the sparsity     | after every step         |
+| prune           | `GradualPruning` | -            | |w| above a threshold       | cubic ramp, every k steps |
+
+A method registers itself with `@register`: its class attributes (`flag_name`, `label`,
+`flops_rule`, `chooses_own_masks`, ...; see `SparseOptimizer`) and its constructor's
+keyword options are all that the scripts, `rigl.flops`, `rigl.report`, the training
+loop and the callbacks ask of it, so a new method is one class and one decorator.
 """
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import tensorflow as tf
-import tensorflow_model_optimization as tfmot
 import tf_keras
 
-from rigl import grow_init as grow_init_lib
+from rigl import flops
+from rigl import kernel_selection
 from rigl import mask_ops
 from rigl import schedules
-from rigl import kernel_selection
 from rigl import sparsity as sparsity_lib
 from rigl.sparse_optimizer import DynamicSparseOptimizer
 from rigl.sparse_optimizer import SparseOptimizer
 
-# Exponent of the gradual-pruning sparsity schedule (Zhu & Gupta, 2017).
-PRUNING_POWER = 3
+# Keras serialization package of the method classes (`model.save` / `load_model`).
+SERIALIZATION_PACKAGE = "rigl"
+
+# --training_method value -> class, in registration order.
+TRAINING_METHODS: dict[str, type[SparseOptimizer]] = {}
+
+MethodClass = TypeVar("MethodClass", bound=type)
 
 
+def register(cls: MethodClass) -> MethodClass:
+  """Class decorator: makes `cls` the method of its `--training_method` value.
+
+  Also registers it for Keras serialization, so that a compiled model saved with it
+  loads again.
+  """
+  if not (isinstance(cls, type) and issubclass(cls, SparseOptimizer)):
+    raise TypeError(f"Only SparseOptimizer subclasses are methods; got {cls!r}.")
+  name = cls.__dict__.get("flag_name")
+  if not name or not cls.__dict__.get("label"):
+    raise ValueError(f"{cls.__name__} needs its own `flag_name` and `label` to be "
+                     "registered.")
+  if name in TRAINING_METHODS and TRAINING_METHODS[name] is not cls:
+    raise ValueError(f"--training_method={name} is already {TRAINING_METHODS[name]!r}.")
+  if cls.flops_rule not in flops.FLOPS_RULES:
+    raise ValueError(f"{cls.__name__}.flops_rule {cls.flops_rule!r} is not one of "
+                     f"{', '.join(flops.FLOPS_RULES)}.")
+  TRAINING_METHODS[name] = cls
+  tf_keras.saving.register_keras_serializable(SERIALIZATION_PACKAGE)(cls)
+  return cls
+
+
+def method_class(name: str, flag: str = "training_method") -> type[SparseOptimizer]:
+  """The registered class of a `--training_method` value.
+
+  Raises:
+    ValueError: naming `flag` and the registered values when `name` is none of them.
+  """
+  if name not in TRAINING_METHODS:
+    raise ValueError(f"Unknown --{flag}={name!r}; allowed values: "
+                     f"{', '.join(TRAINING_METHODS)}.")
+  return TRAINING_METHODS[name]
+
+
+def all_options() -> dict[str, Any]:
+  """Every option of any registered method, with its default (for the scripts)."""
+  found = {}
+  for cls in TRAINING_METHODS.values():
+    found.update(cls.options())
+  return found
+
+
+@register
 class DenseTraining(SparseOptimizer):
   """Dense training (`baseline`): no masks; the wrapped optimizer does everything."""
+  flag_name, label = "baseline", "Dense"
+  flops_rule = flops.DENSE_STEPS
   sparsifies = False
+  chooses_own_masks = True
+  needs_sparsity_distribution = False
 
 
+@register
 class Static(SparseOptimizer):
   """A fixed random mask for the whole run (`scratch`, the paper's "Static")."""
+  flag_name, label = "scratch", "Static"
 
 
+@register
 class SET(DynamicSparseOptimizer):
   """SET (Mocanu et al., 2018): grows uniformly random connections."""
+  flag_name, label = "set", "SET"
 
   def _grow_score(self, kernel, mask, dense_grad, state, seed_fn):
     return tf.random.stateless_uniform(tf.shape(kernel), seed_fn("grow"),
                                        dtype=kernel.dtype)
 
 
+@register
 class StaticReinit(DynamicSparseOptimizer):
   """`static`: re-initialises the weakest connections; the mask never changes."""
+  flag_name, label = "static", "Static (re-init)"
   reinit_when_same = True
 
   def _grow_score(self, kernel, mask, dense_grad, state, seed_fn):
     return tf.cast(mask, kernel.dtype)
 
 
+@register
 class SNFS(DynamicSparseOptimizer):
   """SNFS without redistribution (`momentum`; Dettmers & Zettlemoyer, 2019).
 
@@ -62,6 +127,8 @@ class SNFS(DynamicSparseOptimizer):
   average (decay `s_momentum`, zero-initialised, not debiased) is updated on every
   step, before the optimizer step.
   """
+  flag_name, label = "momentum", "SNFS"
+  flops_rule = flops.DENSE_GRADIENT_STEPS
 
   def __init__(self, optimizer, model, sparsity=None, *, s_momentum: float = 0.9,
                **kwargs):
@@ -72,9 +139,10 @@ class SNFS(DynamicSparseOptimizer):
 
   def _create_state(self) -> None:
     super()._create_state()
-    self._grad_ema = {layer.name: mask_ops.state_variable(tf.zeros(layer.shape, layer.kernel.dtype),
-                                                  f"{layer.name}/grad_ema")
-                      for layer in self._layers}
+    self._grad_ema = {
+        layer.name: mask_ops.state_variable(tf.zeros(layer.shape, layer.kernel.dtype),
+                                            f"{layer.name}/grad_ema")
+        for layer in self._layers}
 
   def _state_variables(self):
     return super()._state_variables() + list(self._grad_ema.values())
@@ -86,18 +154,20 @@ class SNFS(DynamicSparseOptimizer):
   def _layer_state(self, layer_name):
     return dict(super()._layer_state(layer_name), grad_ema=self._grad_ema[layer_name])
 
-  def _before_step(self, strategy, dense_grads) -> None:
+  def _before_step(self, strategy, grads, dense_grads, variables):
     decay = self.s_momentum
     for layer, grad in zip(self._layers, dense_grads):
       strategy.extended.update(
           self._grad_ema[layer.name],
           lambda ema, g: mask_ops.assign(ema, decay * ema + (1.0 - decay) * g),
           args=(grad,), group=False)
+    return grads
 
   def _grow_score(self, kernel, mask, dense_grad, state, seed_fn):
     return tf.abs(tf.convert_to_tensor(state["grad_ema"]))
 
 
+@register
 class RigL(DynamicSparseOptimizer):
   """RigL (Evci et al., 2020): grows where the dense gradient is largest.
 
@@ -105,6 +175,9 @@ class RigL(DynamicSparseOptimizer):
   current weights and this batch's dense gradient; the step counter does not advance.
   New connections' slots are set to `gradient * rigl_acc_scale`.
   """
+  flag_name, label = "rigl", "RigL"
+  flops_rule = flops.DENSE_GRADIENT_ON_UPDATES
+  update_replaces_step = True
   allows_gradient_grow_init = True
 
   def __init__(self, optimizer, model, sparsity=None, *, rigl_acc_scale: float = 0.0,
@@ -118,14 +191,8 @@ class RigL(DynamicSparseOptimizer):
   def _new_slot_values(self, dense_grad):
     return dense_grad * self.rigl_acc_scale
 
-  def _apply_sparse(self, strategy, grads, dense_grads, variables):
-    step = tf.identity(self.iterations)
-    is_update = self.schedule.is_update_step(step, self._last_update_step)
-    tf.cond(is_update,
-            lambda: self._update_masks(strategy, dense_grads, step),
-            lambda: self._optimizer_step(strategy, grads, variables))
 
-
+@register
 class SNIP(SparseOptimizer):
   """SNIP (Lee et al., 2019): one-shot pruning by |gradient * weight| on batch 0.
 
@@ -133,42 +200,23 @@ class SNIP(SparseOptimizer):
   largest saliency (the layer's sparsity from the distribution); it takes no optimizer
   step. Training then proceeds with the fixed mask.
   """
-  starts_dense = True
+  flag_name, label = "snip", "SNIP"
+  chooses_own_masks = True
+  update_replaces_step = True
 
-  def _create_state(self) -> None:
-    self._is_snipped = mask_ops.state_variable(False, "is_snipped", tf.bool)
-
-  def _state_variables(self):
-    return [self._is_snipped]
+  @property
+  def mask_schedule(self) -> schedules.OneShot:
+    return schedules.OneShot()
 
   @property
   def is_snipped(self) -> tf.Variable:
     return self._is_snipped
 
-  def _apply_sparse(self, strategy, grads, dense_grads, variables):
-    should_snip = tf.logical_and(tf.equal(self.iterations, 0),
-                                 tf.logical_not(self._is_snipped))
-    tf.cond(should_snip, lambda: self._snip(strategy, dense_grads),
-            lambda: self._optimizer_step(strategy, grads, variables))
-
-  def _snip(self, strategy, dense_grads):
-    for layer, grad in zip(self._layers, dense_grads):
-      sparsity = self.layer_sparsities[layer.name]
-
-      def snip_layer(mask, kernel, grad, slots, sparsity=sparsity):
-        weights = tf.convert_to_tensor(kernel)
-        new_mask = mask_ops.keep_top_at_sparsity(
-            tf.abs(tf.cast(grad, weights.dtype) * weights), sparsity)
-        mask_ops.install_mask(mask, kernel, new_mask, weights, slots)
-
-      strategy.extended.update(self._masks[layer.name], snip_layer,
-                                   args=(layer.kernel, grad, self._slots[layer.name]),
-                                   group=False)
-    strategy.extended.update(self._is_snipped, mask_ops.assign, args=(True,),
-                                 group=False)
-    return tf.constant(True)
+  def _saliency(self, weights, dense_grad, state):
+    return tf.abs(dense_grad * weights)
 
 
+@register
 class DNW(SparseOptimizer):
   """DNW (Wortsman et al., 2019): dense weights, sparse forward pass.
 
@@ -176,159 +224,133 @@ class DNW(SparseOptimizer):
   gradient; after every step the mask becomes the layer's top-|w| and the kernel the
   masked dense copy.
   """
-  starts_dense = True
+  flag_name, label = "dnw", "DNW"
+  flops_rule = flops.DENSE_GRADIENT_STEPS
+  chooses_own_masks = True
   slots_follow_masks = False
 
+  @property
+  def mask_schedule(self) -> schedules.EveryStep:
+    return schedules.EveryStep()
+
   def _create_state(self) -> None:
-    self._dense_kernels = {layer.name: mask_ops.state_variable(tf.identity(layer.kernel),
-                                                       f"{layer.name}/dense_kernel")
-                           for layer in self._layers}
+    self._dense_kernels = {
+        layer.name: mask_ops.state_variable(tf.identity(layer.kernel),
+                                            f"{layer.name}/dense_kernel")
+        for layer in self._layers}
 
   def _state_variables(self):
     return list(self._dense_kernels.values())
 
-  def _apply_sparse(self, strategy, grads, dense_grads, variables):
+  def _layer_state(self, layer_name):
+    return {"dense_kernel": self._dense_kernels[layer_name]}
+
+  def _before_step(self, strategy, grads, dense_grads, variables):
+    """The step trains the dense copies with the dense (straight-through) gradient."""
     dense_of = {self._var_key(layer.kernel): grad
                 for layer, grad in zip(self._layers, dense_grads)}
-    grads = [dense_of.get(self._var_key(v), g) for g, v in zip(grads, variables)]
     for layer in self._layers:
       strategy.extended.update(layer.kernel, mask_ops.assign,
-                                   args=(self._dense_kernels[layer.name],), group=False)
-    self._optimizer_step(strategy, grads, variables, reapply_masks=False)
-    for layer in self._layers:
-      sparsity = self.layer_sparsities[layer.name]
+                               args=(self._dense_kernels[layer.name],), group=False)
+    return [dense_of.get(self._var_key(v), g) for g, v in zip(grads, variables)]
 
-      def select_top(mask, kernel, dense_kernel, sparsity=sparsity):
-        weights = tf.convert_to_tensor(kernel)
-        new_mask = mask_ops.keep_top_at_sparsity(tf.abs(weights), sparsity)
-        mask_ops.assign(dense_kernel, weights)
-        mask_ops.install_mask(mask, kernel, new_mask, weights)
+  def _update_layer(self, layer_name, context, step, mask, kernel, slots, dense_grad,
+                    state):
+    mask_ops.assign(state["dense_kernel"], tf.convert_to_tensor(kernel))
+    super()._update_layer(layer_name, context, step, mask, kernel, slots, dense_grad,
+                          state)
 
-      strategy.extended.update(self._masks[layer.name], select_top,
-                                   args=(layer.kernel, self._dense_kernels[layer.name]),
-                                   group=False)
+  def _saliency(self, weights, dense_grad, state):
+    return tf.abs(weights)
 
 
+@register
 class GradualPruning(SparseOptimizer):
-  """Gradual magnitude pruning (`prune`; Zhu & Gupta, 2017) on tfmot's schedule.
+  """Gradual magnitude pruning (`prune`; Zhu & Gupta, 2017).
 
-  Each layer's sparsity follows tfmot's `PolynomialDecay` from 0 to the layer's target
-  (cubic); every `pruning_frequency` steps in [begin, end], after the optimizer step,
-  each layer keeps its round(n * (1 - s_t)) largest weights (tfmot's rule). With
+  Each layer's sparsity follows `schedules.PolynomialSparsity` from 0 to the layer's
+  target (cubic); every `pruning_frequency` steps in [begin, end], after the optimizer
+  step, each layer keeps its round(n * (1 - s_t)) largest weights (tfmot's rule). With
   `threshold_decay` > 0 the magnitude threshold is smoothed over updates, as TF1 did.
   """
-  starts_dense = True
+  flag_name, label = "prune", "Pruning"
+  flops_rule = flops.PRUNING_STEPS
+  chooses_own_masks = True
+  needs_sparsity_distribution = False
 
-  def __init__(self, optimizer, model, sparsity=None, *, begin_step: int = 0,
-               end_step: int = 10000, pruning_frequency: int = 100,
+  def __init__(self, optimizer, model, sparsity=None, *, pruning_begin_step: int = 0,
+               pruning_end_step: int = 10000, pruning_frequency: int = 100,
                threshold_decay: float = 0.0, **kwargs):
     if not 0.0 <= threshold_decay < 1.0:
       raise ValueError(f"`threshold_decay` must be in [0, 1); got {threshold_decay}.")
-    if pruning_frequency <= 0:
-      raise ValueError(f"`pruning_frequency` must be > 0; got {pruning_frequency}.")
-    if not 0 <= begin_step < end_step:
-      raise ValueError(f"Pruning needs 0 <= begin_step < end_step; got "
-                       f"{begin_step}..{end_step}.")
-    self.begin_step, self.end_step = int(begin_step), int(end_step)
+    self.pruning_begin_step = int(pruning_begin_step)
+    self.pruning_end_step = int(pruning_end_step)
     self.pruning_frequency = int(pruning_frequency)
     self.threshold_decay = float(threshold_decay)
+    self.pruning_schedule = self._no_dependency(schedules.PolynomialSparsity(
+        self.pruning_begin_step, self.pruning_end_step, self.pruning_frequency))
     super().__init__(optimizer, model, sparsity, **kwargs)
 
+  @property
+  def mask_schedule(self) -> schedules.PolynomialSparsity:
+    return self.pruning_schedule
+
   def _create_state(self) -> None:
-    self._pruning_schedules = self._no_dependency({
-        name: tfmot.sparsity.keras.PolynomialDecay(
-            initial_sparsity=0.0, final_sparsity=target, begin_step=self.begin_step,
-            end_step=self.end_step, power=PRUNING_POWER, frequency=self.pruning_frequency)
-        for name, target in self.layer_sparsities.items()})
-    self._thresholds = {layer.name: mask_ops.state_variable(0.0, f"{layer.name}/threshold",
-                                                    layer.kernel.dtype)
-                        for layer in self._layers}
+    self._thresholds = {
+        layer.name: mask_ops.state_variable(0.0, f"{layer.name}/threshold",
+                                            layer.kernel.dtype)
+        for layer in self._layers}
 
   def _state_variables(self):
     return list(self._thresholds.values())
 
   def target_sparsity_at(self, layer_name: str, step) -> tf.Tensor:
     """The scheduled sparsity of `layer_name` at `step`."""
-    return self._pruning_schedules[layer_name](step)[1]
+    return self.pruning_schedule.sparsity_at(step, self.layer_sparsities[layer_name])
 
-  def _apply_sparse(self, strategy, grads, dense_grads, variables):
-    self._optimizer_step(strategy, grads, variables)
-    if not self._layers:
-      return
-    step = tf.identity(self.iterations)
-    should_prune = self._pruning_schedules[self._layers[0].name](step)[0]
-    tf.cond(should_prune, lambda: self._prune(strategy, step),
-            lambda: tf.constant(False))
+  def _update_context(self, step):
+    return {name: self.target_sparsity_at(name, step) for name in self.layer_sparsities}
 
-  def update_masks(self, dense_grads):
-    del dense_grads
-    self._prune(tf.distribute.get_strategy(), tf.identity(self.iterations))
+  def _layer_state(self, layer_name):
+    return {"threshold": self._thresholds[layer_name]}
 
-  def _prune(self, strategy, step):
-    decay = self.threshold_decay
-    for layer in self._layers:
-      sparsity = self.target_sparsity_at(layer.name, step)
-
-      def prune_layer(mask, kernel, threshold, slots, sparsity=sparsity):
-        magnitudes = tf.abs(tf.convert_to_tensor(kernel))
-        size = tf.size(magnitudes)
-        keep = tf.maximum(tf.cast(tf.round(
-            tf.cast(size, tf.float32) * (1.0 - tf.cast(sparsity, tf.float32))), tf.int32), 1)
-        new_threshold = (decay * tf.convert_to_tensor(threshold) +
-                         (1.0 - decay) * mask_ops.kth_largest(magnitudes, keep))
-        new_mask = tf.cast(magnitudes >= new_threshold, magnitudes.dtype)
-        mask_ops.assign(threshold, new_threshold)
-        mask_ops.install_mask(mask, kernel, new_mask, slots=slots)
-
-      strategy.extended.update(self._masks[layer.name], prune_layer,
-                                   args=(layer.kernel, self._thresholds[layer.name],
-                                         self._slots[layer.name]), group=False)
-    return tf.constant(True)
-
-
-TRAINING_METHODS = {
-    "baseline": DenseTraining,
-    "scratch": Static,
-    "set": SET,
-    "static": StaticReinit,
-    "momentum": SNFS,
-    "rigl": RigL,
-    "snip": SNIP,
-    "dnw": DNW,
-    "prune": GradualPruning,
-}
+  def _update_layer(self, layer_name, context, step, mask, kernel, slots, dense_grad,
+                    state):
+    """Keeps the weights at or above the (smoothed) k-th largest magnitude."""
+    decay, threshold = self.threshold_decay, state["threshold"]
+    magnitudes = tf.abs(tf.convert_to_tensor(kernel))
+    size = tf.size(magnitudes)
+    keep = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * (
+        1.0 - tf.cast(context[layer_name], tf.float32))), tf.int32), 1)
+    new_threshold = (decay * tf.convert_to_tensor(threshold) +
+                     (1.0 - decay) * mask_ops.kth_largest(magnitudes, keep))
+    new_mask = tf.cast(magnitudes >= new_threshold, magnitudes.dtype)
+    mask_ops.assign(threshold, new_threshold)
+    mask_ops.install_mask(mask, kernel, new_mask, slots=slots)
 
 
 def create_sparse_optimizer(training_method: str, optimizer: tf_keras.optimizers.Optimizer,
                             model: tf_keras.Model,
                             sparsity: sparsity_lib.SparsityConfig | None = None, *,
-                            schedule: schedules.MaskUpdateSchedule | None = None,
-                            grow_init: str = grow_init_lib.ZEROS,
-                            s_momentum: float = 0.9, rigl_acc_scale: float = 0.0,
-                            pruning_begin_step: int = 0, pruning_end_step: int = 10000,
-                            pruning_frequency: int = 100, threshold_decay: float = 0.0,
-                            seed: int = 0,
-                            select: kernel_selection.Selection = None) -> SparseOptimizer:
+                            seed: int = 0, select: kernel_selection.Selection = None,
+                            **options: Any) -> SparseOptimizer:
   """Builds the sparse optimizer of `training_method` from flag-style settings.
 
-  Settings a method does not use are ignored, as in the original scripts. `select`
-  chooses the sparsified kernels (see `SparseOptimizer`).
+  `options` may hold any registered method's options (`all_options()`); those the
+  method does not take are ignored, as in the original scripts. `select` chooses the
+  sparsified kernels (see `SparseOptimizer`).
+
+  Raises:
+    ValueError: for an unknown method, or an option that no method takes.
   """
-  if training_method not in TRAINING_METHODS:
-    raise ValueError(f"Unknown `training_method` {training_method!r}; allowed values: "
-                     f"{', '.join(TRAINING_METHODS)}.")
-  cls = TRAINING_METHODS[training_method]
-  kwargs = {"seed": seed, "select": select}
-  if issubclass(cls, DynamicSparseOptimizer):
-    kwargs.update(schedule=schedule, grow_init=grow_init)
-  if cls is SNFS:
-    kwargs["s_momentum"] = s_momentum
-  if cls is RigL:
-    kwargs["rigl_acc_scale"] = rigl_acc_scale
-  if cls is GradualPruning:
-    kwargs.update(begin_step=pruning_begin_step, end_step=pruning_end_step,
-                  pruning_frequency=pruning_frequency, threshold_decay=threshold_decay)
-  return cls(optimizer, model, sparsity, **kwargs)
+  cls = method_class(training_method)
+  unknown = sorted(set(options) - set(all_options()))
+  if unknown:
+    raise ValueError(f"Unknown method options {unknown}; the registered methods take "
+                     f"{', '.join(sorted(all_options()))}.")
+  taken = {name: value for name, value in options.items()
+           if name in cls.options() and value is not None}
+  return cls(optimizer, model, sparsity, seed=seed, select=select, **taken)
 
 
 def sparsify(model: tf_keras.Model, optimizer: tf_keras.optimizers.Optimizer,
@@ -352,8 +374,8 @@ def sparsify(model: tf_keras.Model, optimizer: tf_keras.optimizers.Optimizer,
     schedule: mask-update timing and drop fraction of the dynamic methods.
     select: which layers' kernels are sparsified (see `SparseOptimizer`).
     seed: seeds the initial masks and every random draw of the method.
-    **method_options: further keywords of `create_sparse_optimizer` (`grow_init`,
-      `rigl_acc_scale`, `s_momentum`, `pruning_begin_step`, ...).
+    **method_options: further options of the methods (`grow_init`, `rigl_acc_scale`,
+      `s_momentum`, `pruning_begin_step`, ...; see `all_options()`).
 
   Returns:
     The sparse optimizer; `.masks` and `.layer_sparsities` are keyed by layer name.

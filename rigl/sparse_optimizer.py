@@ -1,21 +1,26 @@
 """The sparse optimizer: wraps any tf_keras optimizer and owns the model's masks.
 
 `SparseOptimizer` keeps one non-trainable mask per sparsified kernel, keeps masked
-weights exactly zero in the kernels, and exposes hooks that each training method
-overrides. Masked weights stay zero because gradients are masked and every mask change
+weights exactly zero in the kernels, and runs the one training step every method
+shares. Masked weights stay zero because gradients are masked and every mask change
 zeroes the kernel and the optimizer slots where the mask is 0: the optimizers of
 `optimizer_slots.ZERO_PRESERVING_OPTIMIZERS` then leave them at zero by themselves; for
 any other optimizer the masks are re-applied to the kernels after every step.
 
-The hooks:
+A method (`rigl.methods`) is one registered subclass that supplies:
 
-- `_apply_sparse(strategy, grads, variables, dense_grads)` decides what happens on
-  one call of `apply_gradients` (by default: one optimizer step).
-- `DynamicSparseOptimizer` adds the shared drop/grow update of SET, SNFS and RigL;
-  subclasses override only the grow score (and RigL the timing).
+- its registration: `flag_name` (the `--training_method` value), `label` (reports),
+  `flops_rule` (how `rigl.flops` counts its steps), `chooses_own_masks`, and its
+  options (the keyword-only arguments of its constructor);
+- a schedule (`rigl.schedules`) saying on which steps masks change, and whether the
+  change replaces the optimizer step (`update_replaces_step`: RigL, SNIP);
+- pure per-layer scores: `_saliency` (keep the top at the layer's sparsity: SNIP,
+  DNW), or in `DynamicSparseOptimizer` `_drop_score`, `_grow_score` and
+  `_new_slot_values` (SET, SNFS, RigL, ...).
 
-Distribution: gradients are all-reduced once, in replica context, then the update runs
-in cross-replica context (`merge_call`), where every variable is changed through
+The base class owns the per-layer loop and the `tf.distribute` plumbing once:
+gradients are all-reduced once, in replica context, then the step runs in
+cross-replica context (`merge_call`), where every variable is changed through
 `strategy.extended.update`. The per-device update functions read only local copies and
 stateless random numbers seeded by (layer name, step), so every replica computes the
 same masks without further communication.
@@ -23,7 +28,10 @@ same masks without further communication.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -31,16 +39,20 @@ import tf_keras
 from tf_keras.src.optimizers import utils as optimizer_utils
 from tf_keras.src.optimizers.optimizer import CallableList
 
+from rigl import flops
 from rigl import grow_init as grow_init_lib
+from rigl import kernel_selection
 from rigl import mask_ops
 from rigl import optimizer_slots
 from rigl import schedules
-from rigl import kernel_selection
 from rigl import sparsity as sparsity_lib
 from rigl import stateless_random
 
 # Standard deviation of the noise added to drop scores, to break ties at random.
 DROP_NOISE_STD = 1e-5
+# Constructor arguments every method has; a method's options are its other keywords.
+_COMMON_ARGUMENTS = ("self", "optimizer", "model", "sparsity", "seed", "select", "name",
+                     "kernel_names", "args", "kwargs")
 
 
 class SparseOptimizer(tf_keras.optimizers.Optimizer):
@@ -51,65 +63,128 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
 
   Args:
     optimizer: the tf_keras optimizer that updates the weights (current or legacy).
-    model: a built Keras model whose selected kernels are sparsified.
+    model: a built Keras model whose selected kernels are sparsified; None when
+      restored from its config (`from_config`), where `kernel_names` says which kernel
+      variables to sparsify once `build` sees them.
     sparsity: per-layer sparsity settings (target, distribution, exceptions).
     seed: seeds the initial masks and offsets every stateless random draw.
     select: which layers' kernels are sparsified: a `rigl.KernelSelector`, layer
       classes, or a predicate on layers (see `kernel_selection.as_selector`); by default
       every `Conv2D` and `Dense` kernel.
     name: the optimizer's name.
+    kernel_names: with `model=None`: (layer name, kernel variable name) of every
+      candidate kernel, in model order, as `get_config` records them.
   """
 
-  # Methods that choose their own masks start from all-ones masks.
-  starts_dense = False
+  # ----- registration: what the rest of the library asks of a method ------------------
+  # The --training_method value, and the method's name in reports (`methods.register`).
+  flag_name: ClassVar[str | None] = None
+  label: ClassVar[str] = ""
+  # How `rigl.flops` counts one training step of the method (`flops.FLOPS_RULES`).
+  flops_rule: ClassVar[str] = flops.SPARSE_STEPS
+  # The method picks its masks itself: it starts from all-ones masks, and masks loaded
+  # from another run (--load_mask_dir) mean nothing to it.
+  chooses_own_masks: ClassVar[bool] = False
+  # The scripts require --mask_init_method (the per-layer sparsities) for the method.
+  needs_sparsity_distribution: ClassVar[bool] = True
   # False for dense training, which keeps no masks at all.
-  sparsifies = True
+  sparsifies: ClassVar[bool] = True
+  # A mask update replaces the optimizer step of its call (RigL, SNIP): the step
+  # counter does not advance on it.
+  update_replaces_step: ClassVar[bool] = False
   # Whether the optimizer slots of masked weights are kept at zero with them (False
   # for DNW, whose optimizer trains dense copies of the kernels).
-  slots_follow_masks = True
+  slots_follow_masks: ClassVar[bool] = True
 
-  def __init__(self, optimizer: tf_keras.optimizers.Optimizer, model: tf_keras.Model,
+  def __init__(self, optimizer: tf_keras.optimizers.Optimizer,
+               model: tf_keras.Model | None,
                sparsity: sparsity_lib.SparsityConfig | None = None, *, seed: int = 0,
-               select: kernel_selection.Selection = None, name: str | None = None):
+               select: kernel_selection.Selection = None, name: str | None = None,
+               kernel_names: Sequence[tuple[str, str]] | None = None):
     if not isinstance(optimizer, (tf_keras.optimizers.Optimizer,
                                   tf_keras.optimizers.legacy.Optimizer)):
       raise TypeError(f"`optimizer` must be a tf_keras optimizer; got {optimizer!r}.")
     if isinstance(optimizer, SparseOptimizer):
       raise TypeError("A sparse optimizer cannot wrap another sparse optimizer.")
+    if (model is None) == (kernel_names is None):
+      raise ValueError("Give either `model` or (from a config) `kernel_names`.")
     super().__init__(name=name or type(self).__name__)
     self._optimizer = optimizer
     self._legacy = not isinstance(optimizer, tf_keras.optimizers.Optimizer)
     self.sparsity_config = sparsity or sparsity_lib.SparsityConfig()
     self.seed = int(seed)
-    candidates = kernel_selection.find_kernels(model, select)
-    shapes = {layer.name: layer.shape for layer in candidates}
-    self.layer_sparsities = self._no_dependency(
-        self.sparsity_config.layer_sparsities(shapes) if self.sparsifies else {})
-    self._layers = self._no_dependency(
-        [layer for layer in candidates if layer.name in self.layer_sparsities])
-    self._layer_of_variable = self._no_dependency(
-        {self._var_key(layer.kernel): layer.name for layer in self._layers})
-    self._slots = self._no_dependency({})
-    self._masks = {}
-    for layer in self._layers:
-      self._masks[layer.name] = mask_ops.state_variable(
-          self._initial_mask(layer), f"{layer.name}/mask", layer.kernel.dtype)
     # Re-masking kernels after each step costs a multiply per kernel; it is needed only
     # for optimizers that could move a zero weight with zero gradient and slots.
     self._reapplies_masks = not optimizer_slots.preserves_zeros(optimizer)
+    self._slots = self._no_dependency({})
+    self._masks = {}
+    self._layers = self._no_dependency([])
+    self._candidates = self._no_dependency([])
+    self._kernel_names = self._no_dependency(
+        None if kernel_names is None else [tuple(pair) for pair in kernel_names])
+    if model is not None:
+      self._bind(kernel_selection.find_kernels(model, select))
+
+  def _bind(self, candidates: Sequence[kernel_selection.LayerKernel]) -> None:
+    """Creates masks and method state for the candidate kernels, and applies them."""
+    self._candidates.extend(candidates)
+    shapes = {layer.name: layer.shape for layer in candidates}
+    self.layer_sparsities = self._no_dependency(
+        self.sparsity_config.layer_sparsities(shapes) if self.sparsifies else {})
+    self._layers.extend(layer for layer in candidates
+                        if layer.name in self.layer_sparsities)
+    self._layer_of_variable = self._no_dependency(
+        {self._var_key(layer.kernel): layer.name for layer in self._layers})
+    for layer in self._layers:
+      self._masks[layer.name] = mask_ops.state_variable(
+          self._initial_mask(layer), f"{layer.name}/mask", layer.kernel.dtype)
+    schedule = self.mask_schedule
+    if schedule.state_name is not None:
+      setattr(self, schedule.state_attribute,
+              mask_ops.state_variable(schedule.initial_state(), schedule.state_name))
     self._create_state()
     self.apply_masks()
+
+  def _bind_by_kernel_names(self, var_list) -> None:
+    """Binds to the variables `kernel_names` names (a model restored from config)."""
+    by_name: dict[str, list[tf.Variable]] = {}
+    for variable in var_list:
+      by_name.setdefault(variable.name, []).append(variable)
+    problems = [name for _, name in self._kernel_names if len(by_name.get(name, ())) != 1]
+    if problems:
+      raise ValueError(f"{self.name}: the model's variables do not match the sparsified "
+                       f"kernels of its config ({problems} missing or ambiguous); "
+                       "restore the optimizer with the model it was saved with.")
+    self._bind([kernel_selection.LayerKernel(layer, by_name[name][0])
+                for layer, name in self._kernel_names])
 
   # ----- construction ---------------------------------------------------------------
 
   def _create_iteration_variable(self):
     """The step counter is the wrapped optimizer's (see `iterations`)."""
 
+  @property
+  def mask_schedule(self) -> schedules.MaskSchedule:
+    """When masks change (`rigl.schedules`); fixed masks never do."""
+    return schedules.Never()
+
+  @classmethod
+  def options(cls) -> dict[str, Any]:
+    """The method's options and their defaults: its constructors' other keywords."""
+    found = {}
+    for klass in reversed(cls.__mro__):
+      if "__init__" not in vars(klass) or not issubclass(klass, SparseOptimizer):
+        continue
+      for parameter in inspect.signature(klass.__init__).parameters.values():
+        if parameter.name not in _COMMON_ARGUMENTS:
+          found[parameter.name] = parameter.default
+    return found
+
   def _initial_mask(self, layer: kernel_selection.LayerKernel) -> np.ndarray:
-    if self.starts_dense:
+    if self.chooses_own_masks:
       return np.ones(layer.shape, np.float32)
     return kernel_selection.initial_mask(layer.name, layer.shape,
-                                       self.layer_sparsities[layer.name], self.seed)
+                                         self.layer_sparsities[layer.name], self.seed)
 
   def _create_state(self) -> None:
     """Creates method-specific variables; called after the masks exist."""
@@ -140,6 +215,9 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
   @property
   def variables(self):
     own = list(self._masks.values()) + self._state_variables()
+    schedule = self.mask_schedule
+    if schedule.state_name is not None and hasattr(self, schedule.state_attribute):
+      own.insert(len(self._masks), getattr(self, schedule.state_attribute))
     # A legacy optimizer's `variables` is a method; the current one's a callable list.
     return CallableList(list(self._optimizer.variables()) + own)
 
@@ -148,7 +226,12 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     return []
 
   def build(self, var_list):
-    """Creates the wrapped optimizer's slots, so that no step creates variables."""
+    """Creates the wrapped optimizer's slots, so that no step creates variables.
+
+    An optimizer restored from its config first creates its masks here.
+    """
+    if not self._layers and self._kernel_names is not None and not self._candidates:
+      self._bind_by_kernel_names(var_list)
     if self._legacy:
       self._optimizer._create_all_weights(var_list)  # pylint: disable=protected-access
     else:
@@ -157,14 +240,36 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
       if layer.name not in self._slots:
         self._slots[layer.name] = optimizer_slots.slots_of(self._optimizer, layer.kernel)
 
-  def get_config(self):
-    return {
+  # ----- serialization --------------------------------------------------------------
+
+  def get_config(self) -> dict[str, Any]:
+    """Everything `from_config` needs: inner optimizer, sparsity, options, kernels."""
+    config = {
         "name": self.name,
         "inner_optimizer": tf_keras.optimizers.serialize(self._optimizer),
-        "sparsity": self.sparsity_config.sparsity,
-        "distribution": self.sparsity_config.distribution,
+        "sparsity": dataclasses.asdict(self.sparsity_config),
         "seed": self.seed,
+        "kernel_names": self._kernel_names or [
+            [layer.name, layer.kernel.name] for layer in self._candidates],
     }
+    for option in self.options():
+      value = getattr(self, option)
+      config[option] = (dict(dataclasses.asdict(value), type=type(value).__name__)
+                        if dataclasses.is_dataclass(value) else value)
+    return config
+
+  @classmethod
+  def from_config(cls, config: dict[str, Any], custom_objects=None) -> SparseOptimizer:
+    """The optimizer `get_config` described; masks are created by `build`."""
+    config = dict(config)
+    inner = tf_keras.optimizers.deserialize(config.pop("inner_optimizer"),
+                                            custom_objects=custom_objects)
+    sparsity = sparsity_lib.SparsityConfig(**config.pop("sparsity"))
+    for option, value in config.items():
+      if isinstance(value, dict) and "type" in value:
+        settings = dict(value)
+        config[option] = getattr(schedules, settings.pop("type"))(**settings)
+    return cls(inner, None, sparsity, **config)
 
   # ----- public views ---------------------------------------------------------------
 
@@ -185,8 +290,12 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     outside (warm starts, imported checkpoints). Idempotent, bit for bit.
     """
     for layer in self._layers:
-      slots = self._slots.get(layer.name, []) if self.slots_follow_masks else []
-      mask_ops.mask_in_place([layer.kernel] + slots, self._masks[layer.name])
+      mask_ops.mask_in_place([layer.kernel] + self._followed_slots(layer.name),
+                             self._masks[layer.name])
+
+  def _followed_slots(self, layer_name: str) -> list[tf.Variable]:
+    """The optimizer slots of a layer that are masked with its kernel."""
+    return self._slots.get(layer_name, []) if self.slots_follow_masks else []
 
   def initial_masks(self) -> dict[str, np.ndarray]:
     """The masks this optimizer was built with, keyed by layer name.
@@ -228,25 +337,41 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     tf.distribute.get_replica_context().merge_call(apply, args=(grads, dense_grads))
     return self.iterations
 
-  def update_masks(self, dense_grads: list[tf.Tensor]) -> None:
-    """Runs this method's mask update once, now, whatever its schedule says.
+  def _apply_sparse(self, strategy, grads, dense_grads, variables) -> None:
+    """One call of this method, in cross-replica context.
 
-    For timing and tools; called in cross-replica context on a built optimizer
-    (`build(model.trainable_variables)` or one training step), with one dense
-    gradient per kernel of `kernels` (in that order). Fixed masks do not change.
+    The optimizer step, then a mask update on the post-step weights and step counter
+    when the schedule says so; with `update_replaces_step`, either the update (on the
+    current weights, counter unchanged) or the step.
     """
-    del dense_grads
+    grads = self._before_step(strategy, grads, dense_grads, variables)
+    update = functools.partial(self._update_masks, strategy, dense_grads)
+    optimizer_step = functools.partial(self._optimizer_step, strategy, grads, variables)
+    if self.update_replaces_step:
+      step = tf.identity(self.iterations)
+      tf.cond(self._is_update_step(step), lambda: update(step), optimizer_step)
+      return
+    optimizer_step()
+    step = tf.identity(self.iterations)
+    is_update = self._is_update_step(step)
+    if is_update is True:
+      update(step)
+    elif is_update is not False:
+      tf.cond(is_update, lambda: update(step), lambda: tf.constant(False))
 
-  def _apply_sparse(self, strategy, grads, dense_grads, variables):
-    """One step of this method, in cross-replica context. Default: a plain step."""
-    del dense_grads
-    self._optimizer_step(strategy, grads, variables)
+  def _is_update_step(self, step: tf.Tensor) -> tf.Tensor | bool:
+    schedule = self.mask_schedule
+    state = (getattr(self, schedule.state_attribute)
+             if schedule.state_name is not None else None)
+    return schedule.is_update_step(step, state)
 
-  def _optimizer_step(self, strategy, grads, variables, reapply_masks=True):
-    """Runs the wrapped optimizer on `grads`, then re-applies the masks if needed.
+  def _before_step(self, strategy, grads, dense_grads, variables) -> list[tf.Tensor]:
+    """Runs before every step; returns the gradients the optimizer step applies."""
+    del strategy, dense_grads, variables
+    return grads
 
-    `reapply_masks=False` never re-applies them (DNW installs its own kernels).
-    """
+  def _optimizer_step(self, strategy, grads, variables) -> tf.Tensor:
+    """Runs the wrapped optimizer on `grads`, then re-applies the masks if needed."""
 
     def step(*replica_grads):
       pairs = list(zip(replica_grads, variables))
@@ -256,15 +381,69 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
         self._optimizer.apply_gradients(pairs, skip_gradients_aggregation=True)
 
     strategy.extended.call_for_each_replica(step, args=tuple(grads))
-    if reapply_masks and self._reapplies_masks:
-      self._reapply_masks(strategy)
+    # DNW (slots not following masks) installs its kernels itself after each step.
+    if self._reapplies_masks and self.slots_follow_masks:
+      for layer in self._layers:
+        strategy.extended.update(
+            layer.kernel, lambda kernel, mask: mask_ops.mask_in_place([kernel], mask),
+            args=(self._masks[layer.name],), group=False)
     return tf.constant(False)
 
-  def _reapply_masks(self, strategy) -> None:
-    for layer in self._layers:
+  # ----- the mask update --------------------------------------------------------------
+
+  def update_masks(self, dense_grads: list[tf.Tensor]) -> None:
+    """Runs this method's mask update once, now, whatever its schedule says.
+
+    For timing and tools; called in cross-replica context on a built optimizer
+    (`build(model.trainable_variables)` or one training step), with one dense
+    gradient per kernel of `kernels` (in that order). Fixed masks do not change.
+    """
+    if isinstance(self.mask_schedule, schedules.Never):
+      return
+    if len(self._slots) != len(self._layers):
+      raise ValueError("update_masks() needs a built optimizer: call "
+                       "build(model.trainable_variables) first.")
+    self._update_masks(tf.distribute.get_strategy(), dense_grads,
+                       tf.identity(self.iterations))
+
+  def _update_masks(self, strategy, dense_grads, step) -> tf.Tensor:
+    """Updates every layer's mask on every device, then the schedule's state."""
+    context = self._update_context(step)
+    for layer, dense_grad in zip(self._layers, dense_grads):
       strategy.extended.update(
-          layer.kernel, lambda kernel, mask: mask_ops.mask_in_place([kernel], mask),
-          args=(self._masks[layer.name],), group=False)
+          self._masks[layer.name],
+          functools.partial(self._update_layer, layer.name, context, step),
+          args=(layer.kernel, self._followed_slots(layer.name), dense_grad,
+                self._layer_state(layer.name)), group=False)
+    schedule = self.mask_schedule
+    if schedule.state_name is not None:
+      strategy.extended.update(getattr(self, schedule.state_attribute), mask_ops.assign,
+                               args=(schedule.state_after_update(step),), group=False)
+    return tf.constant(True)
+
+  def _update_context(self, step: tf.Tensor) -> Any:
+    """What every layer's update needs that does not depend on the layer or device."""
+    del step
+
+  def _layer_state(self, layer_name: str) -> dict[str, tf.Variable]:
+    """Method variables of one layer that its update reads (passed per device)."""
+    del layer_name
+    return {}
+
+  def _update_layer(self, layer_name, context, step, mask, kernel, slots, dense_grad,
+                    state) -> None:
+    """Keeps the top `_saliency` at the layer's sparsity (one device's copies)."""
+    del context, step
+    weights = tf.convert_to_tensor(kernel)
+    new_mask = mask_ops.keep_top_at_sparsity(
+        self._saliency(weights, tf.cast(dense_grad, weights.dtype), state),
+        self.layer_sparsities[layer_name])
+    mask_ops.install_mask(mask, kernel, new_mask, weights, slots)
+
+  def _saliency(self, weights: tf.Tensor, dense_grad: tf.Tensor,
+                state: dict[str, tf.Variable]) -> tf.Tensor:
+    """Which connections a one-shot or per-step selection keeps (highest first)."""
+    raise NotImplementedError(f"{type(self).__name__} selects no masks.")
 
   def _seed_fn(self, layer_name: str, step: tf.Tensor):
     return lambda tag: stateless_random.seed(layer_name, tag, self.seed, step)
@@ -296,27 +475,30 @@ class DynamicSparseOptimizer(SparseOptimizer):
   """
 
   # Whether every regrown connection counts as new, even one dropped in the same update.
-  reinit_when_same = False
-  allows_gradient_grow_init = False
+  reinit_when_same: ClassVar[bool] = False
+  allows_gradient_grow_init: ClassVar[bool] = False
 
   def __init__(self, optimizer, model, sparsity=None, *,
                schedule: schedules.MaskUpdateSchedule | None = None,
                grow_init: str = grow_init_lib.ZEROS, **kwargs):
     self.schedule = schedule or schedules.MaskUpdateSchedule()
-    self.grow_init = grow_init_lib.parse(grow_init, self.allows_gradient_grow_init)
+    self._grow_init = grow_init_lib.parse(grow_init, self.allows_gradient_grow_init)
+    self.grow_init = grow_init
     super().__init__(optimizer, model, sparsity, **kwargs)
 
+  @property
+  def mask_schedule(self) -> schedules.MaskUpdateSchedule:
+    return self.schedule
+
   def _create_state(self) -> None:
-    self._last_update_step = mask_ops.state_variable(
-        tf.constant(-self.schedule.frequency, tf.int64), "last_mask_update_step")
     self._initial_kernels = {}
-    if self.grow_init.uses_initial_kernel:
+    if self._grow_init.uses_initial_kernel:
       for layer in self._layers:
         self._initial_kernels[layer.name] = mask_ops.state_variable(
             tf.identity(layer.kernel), f"{layer.name}/initial_kernel")
 
   def _state_variables(self) -> list[tf.Variable]:
-    return [self._last_update_step] + list(self._initial_kernels.values())
+    return list(self._initial_kernels.values())
 
   @property
   def last_update_step(self) -> tf.Variable:
@@ -339,55 +521,20 @@ class DynamicSparseOptimizer(SparseOptimizer):
     """Value of every optimizer slot at a new connection (0; RigL overrides)."""
     return tf.zeros_like(dense_grad)
 
-  # ----- timing -----------------------------------------------------------------------
-
-  def _apply_sparse(self, strategy, grads, dense_grads, variables):
-    """Optimizer step first, then (maybe) a mask update on the post-step weights."""
-    self._before_step(strategy, dense_grads)
-    self._optimizer_step(strategy, grads, variables)
-    step = tf.identity(self.iterations)
-    self._maybe_update_masks(strategy, dense_grads, step)
-
-  def _before_step(self, strategy, dense_grads) -> None:
-    """Runs before the optimizer step on every step (SNFS's gradient average)."""
-    del strategy, dense_grads
-
-  def _maybe_update_masks(self, strategy, dense_grads, step) -> None:
-    is_update = self.schedule.is_update_step(step, self._last_update_step)
-    tf.cond(is_update,
-            lambda: self._update_masks(strategy, dense_grads, step),
-            lambda: tf.constant(False))
-
   # ----- the update ---------------------------------------------------------------------
 
-  def update_masks(self, dense_grads):
-    if len(self._slots) != len(self._layers):
-      raise ValueError("update_masks() needs a built optimizer: call "
-                       "build(model.trainable_variables) first.")
-    self._update_masks(tf.distribute.get_strategy(), dense_grads,
-                       tf.identity(self.iterations))
-
-  def _update_masks(self, strategy, dense_grads, step):
-    drop_fraction = self.schedule.drop_fraction_at(step)
-    for layer, dense_grad in zip(self._layers, dense_grads):
-      strategy.extended.update(
-          self._masks[layer.name],
-          functools.partial(self._update_layer, layer.name, drop_fraction, step),
-          args=(layer.kernel, self._slots[layer.name], dense_grad,
-                self._layer_state(layer.name)), group=False)
-    strategy.extended.update(self._last_update_step, mask_ops.assign, args=(step,),
-                                 group=False)
-    return tf.constant(True)
+  def _update_context(self, step):
+    return self.schedule.drop_fraction_at(step)
 
   def _layer_state(self, layer_name: str) -> dict[str, tf.Variable]:
-    """Method variables of one layer that its update reads (passed per device)."""
-    if self.grow_init.uses_initial_kernel:
+    if self._grow_init.uses_initial_kernel:
       return {"initial_kernel": self._initial_kernels[layer_name]}
     return {}
 
-  def _update_layer(self, layer_name, drop_fraction, step, mask, kernel, slots,
-                    dense_grad, state):
+  def _update_layer(self, layer_name, context, step, mask, kernel, slots, dense_grad,
+                    state):
     """Drops and grows one layer's connections (runs on one device's copies)."""
+    drop_fraction = context
     seed_fn = self._seed_fn(layer_name, step)
     old_mask = tf.convert_to_tensor(mask)
     weights = tf.convert_to_tensor(kernel)
@@ -401,7 +548,7 @@ class DynamicSparseOptimizer(SparseOptimizer):
         n_ones - n_prune, n_prune)
     new_connections = grown if self.reinit_when_same else grown * (1.0 - old_mask)
     new_mask = kept + grown
-    new_values = grow_init_lib.grow_values(self.grow_init, weights, old_mask, seed_fn,
+    new_values = grow_init_lib.grow_values(self._grow_init, weights, old_mask, seed_fn,
                                            gradient=dense_grad,
                                            initial_kernel=state.get("initial_kernel"))
     self._rewire([kernel], new_connections, new_values, new_mask)

@@ -49,6 +49,7 @@ import tf_keras
 from rigl import tf1_checkpoints
 from rigl import strategies
 from rigl import flops
+from rigl import keras_compat
 from rigl import kernel_selection
 from rigl import summaries
 from rigl.sparse_optimizer import SparseOptimizer
@@ -84,7 +85,6 @@ class RunConfig:
       `count_batches`).
     global_batch_size: training examples per step over all replicas.
     steps_per_epoch: batches in one pass over the training data.
-    training_method: the method's flag value, for FLOPs accounting.
     count_batches: measure training in batches drawn rather than optimizer steps
       (MNIST's epochs; RigL's and SNIP's mask-update calls draw a batch but take no
       step). Evaluation and checkpoint intervals count the same way.
@@ -115,7 +115,6 @@ class RunConfig:
   train_steps: int
   global_batch_size: int
   steps_per_epoch: int
-  training_method: str
   count_batches: bool = False
   steps_per_eval: int = 0
   steps_per_checkpoint: int = 0
@@ -341,8 +340,9 @@ class Trainer:
     self._recorder = _MaskRecorder(
         self.save_path / MASK_RECORDS_FILE if writes else pathlib.Path(),
         config.mask_record_frequency if writes else 0)
-    self._specs = flops.layer_specs(model)
-    self.dense_flops = flops.count(self._specs, {}).flops
+    self._flops_meter = flops.TrainingFlopsMeter(tuple(flops.layer_specs(model)),
+                                                 type(optimizer).flops_rule)
+    self.dense_flops = self._flops_meter.dense_flops
     self._kernels = model_kernels(model)
     self._train_step = self._make_train_step()
     self._eval_step = self._make_eval_step()
@@ -588,7 +588,7 @@ class Trainer:
       epoch, skip = epoch + 1, 0
 
   def _sparse_flops(self) -> float:
-    return flops.count(self._specs, flops.mask_sparsities(self.optimizer.masks)).flops
+    return self._flops_meter.sparse_flops(self.optimizer.masks)
 
   def _add_training_flops(self, sample: tuple[float, int], calls: int
                           ) -> tuple[float, int]:
@@ -598,14 +598,11 @@ class Trainer:
     FLOPs over the stretch are the mean of those at its two ends.
     """
     now = (self._sparse_flops(), self.step)
-    steps = now[1] - sample[1]
-    cost = functools.partial(flops.step_flops_per_example, self.config.training_method,
-                             self.dense_flops, (sample[0] + now[0]) / 2)
     batch = self.config.global_batch_size
     self.counters.training_flops.assign_add(
-        batch * (steps * cost() + (calls - steps) * cost(is_mask_update=True)))
-    self.counters.dense_step_flops.assign_add(batch * calls * flops.step_flops_per_example(
-        "baseline", self.dense_flops, self.dense_flops))
+        batch * self._flops_meter.stretch(calls, now[1] - sample[1], sample[0], now[0]))
+    self.counters.dense_step_flops.assign_add(batch * calls *
+                                              self._flops_meter.dense_step())
     return now
 
   def train(self, input_fn: TrainInputFn, until: int) -> None:
@@ -786,8 +783,8 @@ def _layer_random_generators(model: tf_keras.Model) -> list[tf.random.Generator]
   """
   generators = []
   for layer in model.submodules:
-    generator = getattr(getattr(layer, "_random_generator", None), "_generator", None)
-    if isinstance(generator, tf.random.Generator):
+    generator = keras_compat.layer_random_generator(layer)
+    if generator is not None:
       generators.append(generator)
   return generators
 

@@ -59,7 +59,7 @@ def build(method="rigl", learning_rate=0.1, strategy=None, batch_norm=True):
 
 def config(tmp_path=None, **overrides):
   settings = dict(train_steps=12, global_batch_size=BATCH,
-                  steps_per_epoch=TRAIN_EXAMPLES // BATCH, training_method="rigl",
+                  steps_per_epoch=TRAIN_EXAMPLES // BATCH,
                   save_path=str(tmp_path) if tmp_path else "", log=lambda line: None)
   settings.update(overrides)
   return training.RunConfig(**settings)

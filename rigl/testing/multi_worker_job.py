@@ -99,7 +99,7 @@ def run_config(batches: int, run_dir: str = "", steps_per_checkpoint: int = 0,
   """Training for `batches` batches; checkpoints in `run_dir` when it is given."""
   return training.RunConfig(
       train_steps=batches, global_batch_size=GLOBAL_BATCH,
-      steps_per_epoch=BATCHES_PER_EPOCH, training_method="rigl", count_batches=True,
+      steps_per_epoch=BATCHES_PER_EPOCH, count_batches=True,
       steps_per_checkpoint=steps_per_checkpoint, save_path=run_dir,
       save_checkpoints=bool(run_dir), keep_checkpoint_max=KEEP_CHECKPOINTS,
       mask_images=False, log=log)
