@@ -221,13 +221,13 @@ def test_needs_a_sparse_optimizer_and_a_valid_frequency(tmp_path):
     fit(model, epochs=1, callback_list=[rigl.SparsitySummaries(tmp_path)])
 
 
-@pytest.mark.parametrize("method", ["rigl", "set", "snip", "baseline"])
-def test_flops_rule_follows_the_method(method):
-  assert callbacks.flops_method(compile_rigl(cnn(), method)) == method
-
+def test_flops_rule_is_the_method_classes(tmp_path):
   class MyRigL(rigl.RigL):
     pass
 
-  assert callbacks.flops_method(MyRigL(tf_keras.optimizers.SGD(), cnn())) == "rigl"
-  assert callbacks.flops_method(rigl.SparseOptimizer(
-      tf_keras.optimizers.SGD(), cnn())) == callbacks.DEFAULT_FLOPS_METHOD
+  model = cnn()
+  summaries = rigl.SparsitySummaries(tmp_path)
+  summaries.set_model(model)
+  model.compile(optimizer=MyRigL(tf_keras.optimizers.SGD(), model), loss="mse")
+  summaries.on_train_begin()
+  assert summaries._flops.rule == flops.DENSE_GRADIENT_ON_UPDATES

@@ -7,7 +7,9 @@ import sys
 import pytest
 
 from rigl import flops
+from rigl import methods
 from rigl import models
+from rigl import schedules
 from rigl import sparsity as sparsity_lib
 
 CONV = flops.LayerSpec("conv", flops.CONV, (3, 3, 4, 8), output_size=5)
@@ -64,7 +66,7 @@ def resnet50_specs():
 
 
 def test_resnet50_dense_oracle(resnet50_specs):
-  result = flops.account(resnet50_specs, sparsity_lib.SparsityConfig(0.0), "baseline")
+  result = flops.account(resnet50_specs, sparsity_lib.SparsityConfig(0.0), flops.DENSE_STEPS)
   assert round(result.dense.flops / 1e9, 3) == 8.189
   assert round(result.dense.size_mb, 3) == 102.122
   assert result.training_flops_ratio == 1.0
@@ -72,7 +74,7 @@ def test_resnet50_dense_oracle(resnet50_specs):
 
 def test_resnet50_erk_oracle(resnet50_specs):
   config = sparsity_lib.SparsityConfig(0.8, "erdos_renyi_kernel", first_layer_sparsity=-1)
-  result = flops.account(resnet50_specs, config, "rigl", mask_update_frequency=100)
+  result = flops.account(resnet50_specs, config, flops.DENSE_GRADIENT_ON_UPDATES, mask_update_frequency=100)
   assert round(result.inference_flops_ratio, 3) == 0.415
   assert round(result.sparse.size_mb, 3) == 23.684
   assert round(result.training_flops_ratio, 2) == 0.42
@@ -81,43 +83,43 @@ def test_resnet50_erk_oracle(resnet50_specs):
 
 def test_first_layer_rule_changes_counts(resnet50_specs):
   dense_first = flops.account(resnet50_specs, sparsity_lib.SparsityConfig(
-      0.8, "random", first_layer_sparsity=0.0), "scratch")
+      0.8, "random", first_layer_sparsity=0.0), flops.SPARSE_STEPS)
   first_row = dense_first.sparse.layers[0]
   assert first_row.name == "initial_conv" and first_row.sparsity == 0.0
   assert first_row.size_bits == 9408 * 32 + 64 * 32  # Unmasked: no mask bits.
   custom = flops.account(resnet50_specs, sparsity_lib.SparsityConfig(
-      0.8, "random", first_layer_sparsity=0.5, last_layer_sparsity=0.6), "scratch")
+      0.8, "random", first_layer_sparsity=0.5, last_layer_sparsity=0.6), flops.SPARSE_STEPS)
   assert custom.sparse.layers[0].sparsity == 0.5
   assert custom.sparse.layers[-1].sparsity == 0.6
 
 
 def test_width_counts_scaled_shapes_with_width_one_sparsities(resnet50_specs):
   config = sparsity_lib.SparsityConfig(0.0)
-  half = flops.account(resnet50_specs, config, "baseline", width=0.5)
+  half = flops.account(resnet50_specs, config, flops.DENSE_STEPS, width=0.5)
   stem = half.dense.layers[0]
   assert stem.params == 7 * 7 * 3 * 32
   assert half.dense.layers[-1].params == 1024 * 1000
   assert 0.2 < half.dense.flops / flops.account(resnet50_specs, config,
-                                                "baseline").dense.flops < 0.3
+                                                flops.DENSE_STEPS).dense.flops < 0.3
 
 
 def test_training_flops_multipliers():
   dense, sparse = 100.0, 40.0
   ratio = flops.training_flops_ratio
-  assert ratio("baseline", dense, sparse) == 1.0
-  assert ratio("set", dense, sparse) == pytest.approx(0.4)
-  assert ratio("momentum", dense, sparse) == pytest.approx((80 + 100) / 300)
-  assert ratio("rigl", dense, sparse, mask_update_frequency=100) == pytest.approx(
+  assert ratio(flops.DENSE_STEPS, dense, sparse) == 1.0
+  assert ratio(flops.SPARSE_STEPS, dense, sparse) == pytest.approx(0.4)
+  assert ratio(flops.DENSE_GRADIENT_STEPS, dense, sparse) == pytest.approx((80 + 100) / 300)
+  assert ratio(flops.DENSE_GRADIENT_ON_UPDATES, dense, sparse, mask_update_frequency=100) == pytest.approx(
       (3 * 40 * 100 + 80 + 100) / 101 / 300)
-  assert ratio("prune", dense, sparse, mean_pruning_flops=70.0) == pytest.approx(0.7)
-  assert ratio("set", dense, sparse, training_steps_multiplier=5) == pytest.approx(2.0)
-  with pytest.raises(ValueError, match="training_method"):
+  assert ratio(flops.PRUNING_STEPS, dense, sparse, mean_pruning_flops=70.0) == pytest.approx(0.7)
+  assert ratio(flops.SPARSE_STEPS, dense, sparse, training_steps_multiplier=5) == pytest.approx(2.0)
+  with pytest.raises(ValueError, match="FLOPs rule"):
     ratio("lottery", dense, sparse)
 
 
 def test_pruning_schedule_is_cubic_between_begin_and_end():
-  schedule = flops.PruningSchedule(train_steps=100, begin_step=20, end_step=60,
-                                   frequency=10)
+  schedule = flops.PruningSamples(train_steps=100, schedule=schedules.PolynomialSparsity(
+      begin_step=20, end_step=60, frequency=10))
   assert schedule.fraction_at(10) == 0.0
   assert schedule.fraction_at(40) == pytest.approx(1 - 0.5**3)
   assert schedule.fraction_at(80) == 1.0
@@ -127,8 +129,8 @@ def test_pruning_schedule_is_cubic_between_begin_and_end():
 def test_prune_averages_flops_over_schedule(resnet50_specs):
   config = sparsity_lib.SparsityConfig(0.8, "random", first_layer_sparsity=0.0,
                                        last_layer_sparsity=0.8)
-  schedule = flops.PruningSchedule()
-  result = flops.account(resnet50_specs, config, "prune", pruning=schedule)
+  schedule = flops.PruningSamples()
+  result = flops.account(resnet50_specs, config, flops.PRUNING_STEPS, pruning=schedule)
   # Independent average: f(s_t) over the 33 samples, the last layer fixed at 0.8.
   shapes = {s.name: s.kernel_shape for s in resnet50_specs}
   samples = []
@@ -145,11 +147,11 @@ def test_prune_averages_flops_over_schedule(resnet50_specs):
 
 def test_mobilenet_v1_sizes_match_published_counts():
   specs = flops.layer_specs(models.build("mobilenet_v1"))
-  dense = flops.account(specs, sparsity_lib.SparsityConfig(0.0), "baseline")
+  dense = flops.account(specs, sparsity_lib.SparsityConfig(0.0), flops.DENSE_STEPS)
   assert round(dense.dense.size_mb, 3) == 16.864
   assert round(dense.dense.flops / 1e9, 2) == 1.14
   uniform = flops.account(specs, sparsity_lib.SparsityConfig(
-      0.9, "random", first_layer_sparsity=0.0), "rigl")
+      0.9, "random", first_layer_sparsity=0.0), flops.DENSE_GRADIENT_ON_UPDATES)
   assert round(uniform.sparse.size_mb, 3) == 2.396
   assert round(uniform.sparse.sparsity, 2) == 0.89  # Depthwise kernels stay dense.
 
@@ -179,14 +181,24 @@ def test_command_line_refuses_masking_mobilenet_first_layer():
 
 def test_step_costs_average_to_the_rigl_multiplier():
   dense, sparse, delta = 100.0, 40.0, 7
-  steps = [flops.step_flops_per_example("rigl", dense, sparse, is_mask_update=False)
-           ] * delta + [flops.step_flops_per_example("rigl", dense, sparse, True)]
+  steps = [flops.step_flops_per_example(flops.DENSE_GRADIENT_ON_UPDATES, dense, sparse, is_mask_update=False)
+           ] * delta + [flops.step_flops_per_example(flops.DENSE_GRADIENT_ON_UPDATES, dense, sparse, True)]
   assert sum(steps) / len(steps) / (3 * dense) == pytest.approx(
-      flops.training_flops_ratio("rigl", dense, sparse, mask_update_frequency=delta))
-  assert flops.step_flops_per_example("momentum", dense, sparse) == 2 * sparse + dense
+      flops.training_flops_ratio(flops.DENSE_GRADIENT_ON_UPDATES, dense, sparse, mask_update_frequency=delta))
+  assert flops.step_flops_per_example(flops.DENSE_GRADIENT_STEPS, dense, sparse) == 2 * sparse + dense
 
 
 def test_mask_sparsities_from_arrays():
   import numpy as np  # pylint: disable=import-outside-toplevel
   masks = {"a": np.array([[1.0, 0.0], [0.0, 0.0]]), "b": np.ones(3)}
   assert flops.mask_sparsities(masks) == {"a": 0.75, "b": 0.0}
+
+
+def test_every_method_counts_as_the_paper_table_says():
+  expected = {"baseline": flops.DENSE_STEPS, "scratch": flops.SPARSE_STEPS,
+              "set": flops.SPARSE_STEPS, "static": flops.SPARSE_STEPS,
+              "snip": flops.SPARSE_STEPS, "momentum": flops.DENSE_GRADIENT_STEPS,
+              "dnw": flops.DENSE_GRADIENT_STEPS,
+              "rigl": flops.DENSE_GRADIENT_ON_UPDATES, "prune": flops.PRUNING_STEPS}
+  assert {name: cls.flops_rule for name, cls in methods.TRAINING_METHODS.items()
+          if name in expected} == expected

@@ -428,7 +428,7 @@ def test_prune_masks_equal_tfmot_prune_low_magnitude():
       [tfmot.sparsity.keras.UpdatePruningStep()])
   model = dense_model(12, 4, hidden=16)
   optimizer = rigl.GradualPruning(sgd(learning_rate=0.01), model, rigl.SparsityConfig(target),
-                               begin_step=begin - 1, end_step=end - 1,
+                               pruning_begin_step=begin - 1, pruning_end_step=end - 1,
                                pruning_frequency=frequency)
   ours = fit_recording_masks(
       model, optimizer, lambda: {n: m.numpy() for n, m in optimizer.masks.items()})
