@@ -155,7 +155,7 @@ def train_counter(model: tf_keras.Model) -> tf.Variable:
   return model._train_counter
 
 
-def layer_random_generator(layer: tf_keras.layers.Layer) -> tf.random.Generator | None:
+def layer_random_generator(layer: tf.Module) -> tf.random.Generator | None:
   """The `tf.random.Generator` a random layer (Dropout, ...) draws from, if any.
 
   Layers use one only with `tf_keras.backend.experimental.enable_tf_random_generator()`.

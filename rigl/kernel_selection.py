@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from rigl import keras_compat
 from rigl import sparsity as sparsity_lib
 from rigl import stateless_random
 
@@ -94,7 +95,7 @@ def find_kernels(model: tf_keras.Model, select: Selection = None) -> list[LayerK
     raise ValueError("The model must be built (called on data or given an input shape) "
                      "before its kernels can be sparsified.")
   kernels, seen = [], set()
-  for layer in model._flatten_layers(include_self=False, recursive=True):  # pylint: disable=protected-access
+  for layer in keras_compat.all_layers(model):
     if not selector.selects(layer):
       continue
     if getattr(layer, "kernel", None) is None:

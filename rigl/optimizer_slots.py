@@ -1,11 +1,11 @@
 """Finds the optimizer slots (momentum, Adam m and v, ...) that belong to a variable.
 
 tf_keras has two optimizer families. Legacy (`OptimizerV2`) optimizers expose
-`get_slot_names`/`get_slot`. Current optimizers keep each kind of slot in a list
-aligned with their `_index_dict` (variable key -> position), e.g. SGD's `momentums` or
-Adam's `_momentums` and `_velocities`: a slot is the entry at the variable's position
-of every such list whose entries have the variable's shape (factored slots such as
-Adafactor's are not elementwise and are left alone).
+`get_slot_names`/`get_slot`. Current optimizers keep each kind of state in a list
+aligned with their variable index (SGD's momentums, Adam's first and second moments;
+read through `keras_compat.per_variable_state`): a slot is a variable's entry of such a
+list that has the variable's shape (factored state such as Adafactor's is not
+elementwise and is left alone).
 
 It also knows which optimizers leave a weight at exactly zero when its gradient and
 its elementwise slots are zero, so that the sparse optimizer can skip re-masking the
@@ -17,8 +17,7 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras
 
-# Per-variable lists that are not optimizer state of the gradient step.
-_NOT_SLOTS = frozenset({"_variables", "_model_variables_moving_average"})
+from rigl import keras_compat
 
 # Optimizers whose step moves a weight only through its gradient and its elementwise
 # slots (momentum, Adam's m, ...) or by a multiple of the weight itself (decoupled
@@ -51,16 +50,5 @@ def slots_of(optimizer: tf_keras.optimizers.Optimizer,
   if hasattr(optimizer, "get_slot_names"):
     slots = [optimizer.get_slot(variable, name) for name in optimizer.get_slot_names()]
     return [slot for slot in slots if slot is not None]
-  index_dict = getattr(optimizer, "_index_dict", {})
-  index = index_dict.get(optimizer._var_key(variable))  # pylint: disable=protected-access
-  if index is None:
-    return []
-  slots = []
-  for name, value in sorted(vars(optimizer).items()):
-    if name in _NOT_SLOTS or not isinstance(value, list) or len(value) != len(index_dict):
-      continue
-    if all(isinstance(entry, tf.Variable) for entry in value):
-      slot = value[index]
-      if slot.shape == variable.shape:
-        slots.append(slot)
-  return slots
+  return [state for state in keras_compat.per_variable_state(optimizer, variable)
+          if state.shape == variable.shape]

@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from rigl import keras_compat
 from rigl import kernel_selection
 from rigl import sparse_optimizer
 
@@ -266,7 +267,7 @@ def _match_model(model: tf_keras.Model, shapes: Mapping[str, tuple[int, ...]],
   """Maps every model variable to a checkpoint variable, collecting all problems."""
   plan = _Plan(scope)
   seen_layers = set()
-  layers = model._flatten_layers(include_self=False)  # pylint: disable=protected-access
+  layers = keras_compat.all_layers(model)
   for layer in layers:
     if isinstance(layer, tf_keras.Model) or not layer.weights:
       continue
