@@ -4,8 +4,8 @@ Every `update_freq` batches (or at the end of every epoch) the callback writes, 
 sparse optimizer's step:
 
 | tag                               | value                                              |
-| global_sparsity                   | masked-out share of all sparsified, Conv2D and     |
-|                                   | Dense kernel weights (unmasked kernels are dense)  |
+| global_sparsity                   | share of zero weights in all sparsified, Conv2D  |
+|                                   | and Dense kernels (masked weights are zeros)       |
 | sparsity/<layer>, density/<layer> | share of the layer's mask that is 0, and 1         |
 | drop_fraction                     | the schedule's drop fraction (dynamic methods)     |
 | grown[/<layer>]                   | connections activated since the previous write     |
@@ -110,9 +110,6 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
                       f"optimizer; got {type(optimizer).__name__}.")
     self._writer = tf.summary.create_file_writer(self.log_dir)
     self._initial = {name: mask > 0 for name, mask in optimizer.initial_masks().items()}
-    self._total_weights = sum(mask.size for mask in self._initial.values()) + sum(
-        int(np.prod(layer.shape)) for layer in kernel_selection.find_kernels(self.model)
-        if layer.name not in self._initial)
     self._flops = self._flops_meter(optimizer)
     self._started = False
 
@@ -150,10 +147,12 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
     masks = read_masks(optimizer)
     self._add_training_flops(masks)
     step = self._sample.step
-    per_layer = {name: 1.0 - float(np.mean(mask)) for name, mask in masks.items()}
-    zeros = sum(int(np.sum(~mask)) for mask in masks.values())
-    summaries.write_sparsity(self._writer, step, optimizer, zeros / self._total_weights,
-                             per_layer, mask_images=self.mask_images)
+    per_layer = flops.mask_sparsities(masks)
+    summaries.write_sparsity(
+        self._writer, step, optimizer,
+        kernel_selection.global_sparsity(self.model, optimizer.kernels, optimizer.masks),
+        per_layer,
+        mask_images=self.mask_images)
     grown, dropped = mask_changes(self._previous, masks)
     churn, churn_per_layer = mask_churn(self._initial, masks)
     scalars = {"grown": sum(grown.values()), "dropped": sum(dropped.values()),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable, Sequence, Union
+from typing import Callable, Mapping, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -113,3 +113,23 @@ def initial_mask(name: str, shape: Sequence[int], sparsity: float, seed: int) ->
   """A random mask with exactly floor(sparsity * size) zeros, seeded per layer."""
   rng = np.random.default_rng([int(seed) % 2**31, stateless_random.stable_hash(name)])
   return sparsity_lib.random_mask(shape, sparsity, rng)
+
+
+def global_sparsity(model: tf_keras.Model, sparsified: Mapping[str, tf.Variable],
+                    masks: Mapping[str, tf.Variable] | None = None) -> float:
+  """The share of zeros over the model's Conv2D and Dense kernels together.
+
+  `sparsified` adds the kernels, by layer name, that a sparse optimizer masks (of any
+  layer type). With `masks`, a masked kernel counts its mask's zeros (connections
+  grown with value 0 are active); without, every kernel counts its zero weights (what
+  a checkpoint or an exported model shows).
+  """
+  kernels = {layer.name: layer.kernel for layer in find_kernels(model)}
+  kernels.update(sparsified)
+  masks = masks or {}
+  zeros = total = 0
+  for name, kernel in kernels.items():
+    values = (masks[name] if name in masks else kernel).numpy()
+    zeros += int(np.count_nonzero(values == 0))
+    total += values.size
+  return zeros / total if total else 0.0

@@ -249,8 +249,8 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
         "inner_optimizer": tf_keras.optimizers.serialize(self._optimizer),
         "sparsity": dataclasses.asdict(self.sparsity_config),
         "seed": self.seed,
-        "kernel_names": self._kernel_names or [
-            [layer.name, layer.kernel.name] for layer in self._candidates],
+        "kernel_names": [list(pair) for pair in self._kernel_names] if self._kernel_names
+                        else [[layer.name, layer.kernel.name] for layer in self._candidates],
     }
     for option in self.options():
       value = getattr(self, option)

@@ -448,22 +448,13 @@ def restore_tf1_checkpoint(prefix: str, model: tf_keras.Model,
       layer_sparsities={name: _zero_fraction(ckpt_masks[name]) if name in ckpt_masks
                         else 0.0 for name in plan.kernels},
       masked_layers=tuple(name for name in plan.kernels if name in ckpt_masks),
-      global_sparsity=_kernel_sparsity(model),
+      global_sparsity=kernel_selection.global_sparsity(model, {}),
       spellings=dict(plan.spellings),
       assigned={**{f"{s.layer}.{s.role}": s.key for s in sources},
                 **{f"{name}.{MASK_LEAF}": plan.kernels[name].mask_key
                    for name in new_masks if name in ckpt_masks}},
       ones_masks=tuple(ones_masks),
       unmanaged_masks=tuple(name for name in ckpt_masks if name not in masks))
-
-
-def _kernel_sparsity(model: tf_keras.Model) -> float:
-  zeros, total = 0, 0
-  for layer in kernel_selection.find_kernels(model):
-    kernel = layer.kernel.numpy()
-    zeros += int(np.count_nonzero(kernel == 0))
-    total += kernel.size
-  return zeros / total if total else 0.0
 
 
 # ----- inspecting -------------------------------------------------------------------
