@@ -1,4 +1,7 @@
-"""Model builders: layer names, shapes and settings the original's checkpoints rely on."""
+"""Model builders: layer names, shapes and settings the original's checkpoints rely on,
+and model descriptions."""
+
+import json
 
 import numpy as np
 import pytest
@@ -135,3 +138,33 @@ def test_mnist_fc_layout():
 def test_unknown_architecture():
   with pytest.raises(ValueError, match="model_architecture"):
     models.build("vgg_42")
+
+
+def test_describe_writes_every_argument_as_json():
+  description = models.describe("wide_resnet", depth=22, width=2)
+  assert description == {"architecture": "wide_resnet", "depth": 22, "width": 2,
+                         "num_classes": 10, "input_shape": [32, 32, 3],
+                         "dropout_rate": 0.3}
+  assert json.loads(json.dumps(description)) == description
+
+
+def test_from_description_builds_the_described_model():
+  description = json.loads(json.dumps(models.describe(
+      "mobilenet_v1", width=0.5, num_classes=7, input_shape=(64, 64, 3))))
+  model = models.from_description(description)
+  expected = models.mobilenet_v1(0.5, 7, (64, 64, 3))
+  assert model.input_shape == (None, 64, 64, 3) and model.output_shape == (None, 7)
+  assert model.count_params() == expected.count_params()
+
+
+@pytest.mark.parametrize("description, message", [
+    ({"architecture": "vgg"}, "architecture.*allowed values: resnet"),
+    ({"depth": 50}, "architecture.*None"),
+    ({"architecture": "mnist_fc", "depth": 3}, "mnist_fc.*takes no depth.*num_classes"),
+])
+def test_bad_descriptions_name_what_is_wrong(description, message):
+  with pytest.raises(ValueError, match=message):
+    models.from_description(description)
+  if "architecture" in description:
+    with pytest.raises(ValueError, match=message):
+      models.describe(**description)
