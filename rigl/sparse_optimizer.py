@@ -28,6 +28,7 @@ same masks without further communication.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import inspect
@@ -261,7 +262,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
   @classmethod
   def from_config(cls, config: dict[str, Any], custom_objects=None) -> SparseOptimizer:
     """The optimizer `get_config` described; masks are created by `build`."""
-    config = dict(config)
+    config = copy.deepcopy(config)  # Keras' deserialize edits the dicts it is given.
     inner = tf_keras.optimizers.deserialize(config.pop("inner_optimizer"),
                                             custom_objects=custom_objects)
     sparsity = sparsity_lib.SparsityConfig(**config.pop("sparsity"))
