@@ -1,13 +1,16 @@
 """Exports a training run's model as a SavedModel or a TFLite flatbuffer.
 
 Masked weights are exact zeros in the Keras kernels, so the model alone is the sparse
-model: the export rebuilds it from the run directory's `run_config.json` (written by the
-ImageNet, CIFAR-10 and MNIST scripts), restores only its variables from a
+model: the export rebuilds it from the model description in the run directory's
+`run_config.json` (written by the ImageNet, CIFAR-10 and MNIST scripts; see
+`rigl.run_directory.build_model_from_run_config`), restores only its variables from a
 `model.ckpt-<step>` checkpoint, and writes it with a `serving_default` signature that
-maps a float32 batch `inputs` to `logits` (inference mode). TFLite weights are stored
-in TFLite's sparse tensor encoding by default, where the converter finds that smaller;
-the interpreter expands them to dense weights before computing with them, so the
-encoding shrinks the file, not the computation (`benchmarks/tflite_latency.py`).
+maps a float32 batch `inputs` to `logits` (inference mode); the training loop's
+SavedModels (`Trainer.export`) are written by the same `export_saved_model`. TFLite
+weights are stored in TFLite's sparse tensor encoding by default, where the converter
+finds that smaller; the interpreter expands them to dense weights before computing with
+them, so the encoding shrinks the file, not the computation
+(`benchmarks/tflite_latency.py`).
 
 A name-based TF1 checkpoint of the original code is loaded with
 `rigl.tf1_checkpoints.restore_tf1_checkpoint`; it has no run configuration, so its
@@ -26,11 +29,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import re
 import sys
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import tensorflow as tf
 import tf_keras
@@ -39,7 +40,7 @@ from rigl import tf1_checkpoints
 from rigl import flops
 from rigl import models
 from rigl import kernel_selection
-from rigl import training
+from rigl import run_directory
 
 SAVED_MODEL, TFLITE = "saved_model", "tflite"
 FORMATS = (SAVED_MODEL, TFLITE)
@@ -47,16 +48,9 @@ INPUT_NAME, OUTPUT_NAME = "inputs", "logits"
 SIGNATURE_KEY = tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY
 BITS_PER_BYTE = 8
 BYTES_PER_MEGABYTE = flops.BITS_PER_MEGABYTE / BITS_PER_BYTE
-IMAGE_CHANNELS = 3
-# Keys of run_config.json that tell which script wrote it.
-IMAGENET_KEY = "model_architecture"
-CIFAR10_KEY = "resnet_width"
-MNIST_KEY = "network_type"
-IMAGENET_ARCHITECTURES = ("resnet", "mobilenet_v1", "mobilenet_v2")
-MNIST_NETWORKS = {"fc": "mnist_fc", "lenet5": "lenet5"}
 # Restore errors list every unmatched object; the message keeps their beginning.
 MAX_ERROR_CHARS = 500
-CHECKPOINT_STEP = re.compile(re.escape(training.CHECKPOINT_NAME) + r"-(\d+)\.index$")
+CHECKPOINT_FLAG = "checkpoint"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,77 +85,23 @@ class ExportReport:
 
 # ----- loading a run ------------------------------------------------------------------
 
-def resolve_checkpoint(checkpoint: str) -> str:
-  """The checkpoint prefix `checkpoint` names: itself, or a run directory's latest.
-
-  A directory's latest checkpoint is the one its `checkpoint` file names, or, when
-  that file is missing or stale (a copied run), the highest-step `model.ckpt-<step>`.
-  """
-  if tf.io.gfile.isdir(checkpoint):
-    prefix = tf.train.latest_checkpoint(checkpoint)
-    if prefix:
-      return prefix
-    steps = {}
-    for name in tf.io.gfile.listdir(checkpoint):
-      match = CHECKPOINT_STEP.match(name)
-      if match:
-        steps[int(match.group(1))] = os.path.join(checkpoint, name[:-len(".index")])
-    if not steps:
-      raise ValueError(f"--checkpoint={checkpoint}: the directory holds no checkpoint.")
-    return steps[max(steps)]
-  if not tf.io.gfile.exists(checkpoint + ".index"):
-    raise ValueError(f"--checkpoint={checkpoint}: neither a run directory nor a "
-                     f"checkpoint prefix (no {checkpoint}.index).")
-  return checkpoint
-
-
 def read_run_config(prefix: str) -> dict[str, Any]:
-  """The `run_config.json` next to the checkpoint `prefix`."""
-  path = os.path.join(os.path.dirname(prefix), training.RUN_CONFIG_FILE)
-  if not tf.io.gfile.exists(path):
-    raise ValueError(f"--checkpoint={prefix}: no {training.RUN_CONFIG_FILE} next to it "
-                     f"({path}); name the architecture with --model_architecture.")
-  with tf.io.gfile.GFile(path) as file:
-    try:
-      return json.load(file)
-    except json.JSONDecodeError as error:
-      raise ValueError(f"--checkpoint={prefix}: {path} is not JSON: {error}") from None
-
-
-def build_model(settings: Mapping[str, Any],
-                source: str = training.RUN_CONFIG_FILE) -> tf_keras.Model:
-  """The model the training script that wrote `settings` built.
+  """The `run_config.json` next to the checkpoint `prefix`.
 
   Raises:
-    ValueError: naming `source` and the setting it lacks or holds wrongly.
+    ValueError: naming --checkpoint when there is none, or it is not a JSON object.
   """
-  def get(key: str) -> Any:
-    if key not in settings:
-      raise ValueError(f"{source} has no `{key}`, which the model needs.")
-    return settings[key]
-
-  if IMAGENET_KEY in settings:  # imagenet_resnet/imagenet_train_eval.py
-    architecture = settings[IMAGENET_KEY]
-    if architecture not in IMAGENET_ARCHITECTURES:
-      raise ValueError(f"{source}: unknown `{IMAGENET_KEY}` {architecture!r}.")
-    width = get("width") if get("width") > 0 else 1.0
-    shape = (get("image_size"), get("image_size"), IMAGE_CHANNELS)
-    if architecture == "resnet":
-      return models.resnet(get("resnet_depth"), width, get("num_label_classes"), shape)
-    if architecture == "mobilenet_v1":
-      return models.mobilenet_v1(width, get("num_label_classes"), shape)
-    return models.mobilenet_v2(width, get("num_label_classes"), shape,
-                               expansion_factor=get("expansion_factor"))
-  if CIFAR10_KEY in settings:  # cifar10/cifar10_train_eval.py
-    return models.wide_resnet(get("resnet_depth"), settings[CIFAR10_KEY],
-                              get("num_classes"))
-  if MNIST_KEY in settings:  # mnist/mnist_train_eval.py
-    network = MNIST_NETWORKS.get(settings[MNIST_KEY])
-    if network is None:
-      raise ValueError(f"{source}: unknown `{MNIST_KEY}` {settings[MNIST_KEY]!r}.")
-    return models.build(network)
-  raise ValueError(f"{source} names no model: it has none of `{IMAGENET_KEY}`, "
-                   f"`{CIFAR10_KEY}`, `{MNIST_KEY}`.")
+  directory = os.path.dirname(prefix)
+  try:
+    settings = run_directory.read_run_config(directory)
+  except ValueError as error:
+    raise ValueError(f"--{CHECKPOINT_FLAG}={prefix}: {error}") from None
+  if settings is None:
+    path = os.path.join(directory, run_directory.RUN_CONFIG_FILE)
+    raise ValueError(f"--{CHECKPOINT_FLAG}={prefix}: no {run_directory.RUN_CONFIG_FILE} "
+                     f"next to it ({path}); name the architecture with "
+                     "--model_architecture.")
+  return settings
 
 
 def restore_model(model: tf_keras.Model, prefix: str) -> None:
@@ -177,8 +117,8 @@ def restore_model(model: tf_keras.Model, prefix: str) -> None:
     status = tf.train.Checkpoint(model=model).restore(prefix)
     status.assert_existing_objects_matched()
   except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
-    raise ValueError(f"--checkpoint={prefix} does not hold this model's variables: "
-                     f"{str(error)[:MAX_ERROR_CHARS]}") from None
+    raise ValueError(f"--{CHECKPOINT_FLAG}={prefix} does not hold this model's "
+                     f"variables: {str(error)[:MAX_ERROR_CHARS]}") from None
   status.expect_partial()
 
 
@@ -195,7 +135,7 @@ def load_run_model(checkpoint: str, model_architecture: str | None = None
     The model, and the settings it was built from (`run_config.json`'s, or
     `{"model_architecture": model_architecture}`).
   """
-  prefix = resolve_checkpoint(checkpoint)
+  prefix = run_directory.resolve_checkpoint(checkpoint, CHECKPOINT_FLAG)
   if model_architecture:
     if model_architecture not in models.ARCHITECTURES:
       raise ValueError(f"Unknown --model_architecture {model_architecture!r}; allowed "
@@ -204,7 +144,7 @@ def load_run_model(checkpoint: str, model_architecture: str | None = None
     model = models.build(model_architecture)
   else:
     settings = read_run_config(prefix)
-    model = build_model(settings)
+    model = run_directory.build_model_from_run_config(settings)
   restore_model(model, prefix)
   return model, settings
 

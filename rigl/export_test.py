@@ -3,6 +3,7 @@ back from its run directory and written as a SavedModel and as TFLite flatbuffer
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import shutil
@@ -19,6 +20,7 @@ from rigl import tf1_checkpoints_test
 from rigl import export
 from rigl import flops
 from rigl import models
+from rigl import run_directory
 from rigl import training
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -84,19 +86,6 @@ def test_load_run_model_restores_the_weights(run):
                                       "layer3": SPARSITY}, abs=1e-3)
 
 
-def test_resolve_checkpoint(run, tmp_path):
-  directory, _ = run
-  prefix = str(directory / f"{training.CHECKPOINT_NAME}-{STEP}")
-  assert export.resolve_checkpoint(str(directory)) == prefix
-  assert export.resolve_checkpoint(prefix) == prefix
-  # A copied run without the `checkpoint` state file: the highest step wins.
-  for name in os.listdir(directory):
-    if name.startswith(training.CHECKPOINT_NAME):
-      shutil.copy(directory / name, tmp_path / name)
-      shutil.copy(directory / name, tmp_path / name.replace(f"-{STEP}.", "-3."))
-  assert export.resolve_checkpoint(str(tmp_path)) == str(tmp_path / f"model.ckpt-{STEP}")
-
-
 def test_tflite_matches_keras_and_sparse_encoding_is_small(run, tmp_path):
   directory, model = run
   loaded, _ = export.load_run_model(str(directory))
@@ -140,6 +129,34 @@ def test_export_reports_file_and_analytic_sizes(run, tmp_path):
   assert any("analytic sparse size" in line for line in report.lines())
 
 
+def test_load_run_model_from_the_recorded_model_description(run, tmp_path):
+  """A run_config.json of today: the model key, no flag that names the network."""
+  directory, model = run
+  _copy_checkpoint(directory, tmp_path)
+  (tmp_path / run_directory.RUN_CONFIG_FILE).write_text(json.dumps(
+      {run_directory.MODEL_KEY: models.describe("mnist_fc"), "seed": 0}))
+  loaded, _ = export.load_run_model(str(tmp_path))
+  for restored, original in zip(loaded.variables, model.variables):
+    np.testing.assert_array_equal(restored.numpy(), original.numpy())
+
+
+def test_trainer_exports_with_the_serving_signature(tmp_path):
+  model = models.mnist_fc()
+  optimizer = rigl.create_sparse_optimizer(
+      "scratch", tf_keras.optimizers.SGD(0.1), model,
+      rigl.SparsityConfig(SPARSITY, "random"))
+  trainer = training.Trainer(model, optimizer, training.RunConfig(
+      train_steps=1, global_batch_size=BATCH, steps_per_epoch=1,
+      save_path=str(tmp_path), log=lambda line: None))
+  directory = trainer.export()
+  assert directory == str(tmp_path / run_directory.EXPORT_DIR / "0")
+  serve = tf.saved_model.load(directory).signatures[export.SIGNATURE_KEY]
+  inputs = _inputs(model)
+  np.testing.assert_allclose(
+      serve(**{export.INPUT_NAME: tf.constant(inputs)})[export.OUTPUT_NAME].numpy(),
+      model(inputs, training=False).numpy(), atol=OUTPUT_ATOL)
+
+
 def test_model_architecture_overrides_the_run_config(run, tmp_path):
   directory, model = run
   _copy_checkpoint(directory, tmp_path)
@@ -161,31 +178,6 @@ def test_tf1_checkpoint_of_the_original(tmp_path):
   loaded, _ = export.load_run_model(ckpt.prefix, "mnist_fc")
   for name, kernel in ckpt.kernels.items():
     np.testing.assert_array_equal(loaded.get_layer(name).kernel.numpy(), kernel)
-
-
-@pytest.mark.parametrize("settings, name, output_shape", [
-    ({"model_architecture": "resnet", "resnet_depth": 18, "width": -1.0,
-      "expansion_factor": 6.0, "num_label_classes": 3, "image_size": 32},
-     "resnet18", (None, 3)),
-    ({"resnet_depth": 10, "resnet_width": 1, "num_classes": 100}, "wrn_10_1",
-     (None, 100)),
-    ({"network_type": "lenet5"}, "lenet5", (None, 10)),
-])
-def test_build_model_from_each_script(settings, name, output_shape):
-  model = export.build_model(settings)
-  assert model.name.startswith(name) and model.output_shape == output_shape
-
-
-@pytest.mark.parametrize("settings, message", [
-    ({"model_architecture": "mobilenet_v1", "width": 1.0, "image_size": 32},
-     "run_config.json has no `num_label_classes`"),
-    ({"model_architecture": "vgg"}, "unknown `model_architecture`"),
-    ({"network_type": "rnn"}, "unknown `network_type`"),
-    ({"seed": 0}, "names no model"),
-])
-def test_build_model_errors(settings, message):
-  with pytest.raises(ValueError, match=message):
-    export.build_model(settings)
 
 
 def test_export_errors(run, tmp_path):

@@ -1,10 +1,10 @@
 r"""Results of finished runs as a README-style table and an accuracy/FLOPs plot.
 
-Reads each run directory's `results.json` and `run_config.json` (written by
-`rigl.training`), or any results JSON named directly (e.g. `eval_once_*.json`, with the
-`run_config.json` beside it when there is one), and writes a markdown table (method,
-distribution, sparsity, training and inference FLOPs relative to dense, model size,
-top-1) and a PNG of top-1 against training FLOPs, one marker per method::
+Reads each run directory's `results.json` and `run_config.json` (see
+`rigl.run_directory`), or any results JSON named directly (e.g. `eval_once_*.json`,
+with the `run_config.json` beside it when there is one), and writes a markdown table
+(method, distribution, sparsity, training and inference FLOPs relative to dense, model
+size, top-1) and a PNG of top-1 against training FLOPs, one marker per method::
 
   python -m rigl.report runs/rigl_erk_s80 runs/dense --output=report.md \
       --plot=acc_vs_flops.png
@@ -22,7 +22,8 @@ import sys
 from typing import Any, Mapping, Sequence
 
 from rigl import flops
-from rigl import training
+from rigl import models
+from rigl import run_directory
 
 METHOD_LABELS = {"baseline": "Dense", "scratch": "Static", "set": "SET",
                  "static": "Static (re-init)", "momentum": "SNFS", "rigl": "RigL",
@@ -43,8 +44,8 @@ NOTES = (
     "Inference FLOPs: per example, at the final masks, relative to the dense network.",
     "Model size: `rigl.flops` accounting (32-bit non-zero weights, a 1-bit mask per "
     "weight of a sparse layer, 32-bit biases) of the network that `run_config.json` "
-    "names, at the per-layer sparsities in the results; n/a where the network is "
-    "unknown.",
+    "describes, at the per-layer sparsities in the results; n/a where it describes "
+    "none.",
 )
 
 
@@ -86,66 +87,40 @@ def _read_json(path: pathlib.Path) -> dict[str, Any]:
   return values
 
 
-def _network(config: Mapping[str, Any]) -> tuple[Any, ...] | None:
-  """What identifies the run's network in its run_config.json; None: unknown."""
-  if "model_architecture" in config:  # ImageNet
-    width = config.get("width", -1.0)
-    return ("imagenet", config["model_architecture"], config.get("resnet_depth", 50),
-            width if width > 0 else 1.0, config.get("num_label_classes", 1000),
-            config.get("image_size", 224), config.get("expansion_factor", 6.0))
-  if "resnet_width" in config:  # CIFAR-10
-    return ("wide_resnet", config["resnet_depth"], config["resnet_width"],
-            config.get("num_classes", 10))
-  if "network_type" in config:  # MNIST
-    return ("mnist", config["network_type"])
-  return None
-
-
 @functools.lru_cache(maxsize=None)
-def _layer_specs(network: tuple[Any, ...]) -> tuple[flops.LayerSpec, ...]:
-  """The countable layers of a network as the training scripts build it."""
-  from rigl import models  # pylint: disable=import-outside-toplevel
-  kind, *args = network
-  if kind == "imagenet":
-    architecture, depth, width, classes, image_size, expansion = args
-    shape = (image_size, image_size, 3)
-    if architecture == "resnet":
-      model = models.resnet(depth, width, classes, shape)
-    elif architecture == "mobilenet_v1":
-      model = models.mobilenet_v1(width, classes, shape)
-    else:
-      model = models.mobilenet_v2(width, classes, shape, expansion_factor=expansion)
-  elif kind == "wide_resnet":
-    model = models.wide_resnet(*args)
-  else:
-    model = models.build("mnist_fc" if args[0] == "fc" else "lenet5")
-  return tuple(flops.layer_specs(model))
+def _layer_specs(description: str) -> tuple[flops.LayerSpec, ...]:
+  """The countable layers of the network a model description (as JSON) names."""
+  return tuple(flops.layer_specs(models.from_description(json.loads(description))))
 
 
 def model_size_mb(config: Mapping[str, Any],
                   per_layer_sparsity: Mapping[str, float]) -> float | None:
-  """Size of the run's network at these sparsities (absent layers dense); None if the
-  network is unknown."""
-  network = _network(config)
-  if network is None:
+  """Size of the run's network at these sparsities (absent layers dense); None if
+  `config` (a run_config.json) describes no network `rigl.models` can build."""
+  try:
+    description = run_directory.model_description(config)
+    specs = _layer_specs(json.dumps(description, sort_keys=True))
+  except ValueError:
     return None
-  return flops.count(_layer_specs(network), per_layer_sparsity).size_mb
+  return flops.count(specs, per_layer_sparsity).size_mb
 
 
 def read_run(path: str | pathlib.Path) -> Run:
   """A run directory (its results.json) or a results JSON file, with run_config.json."""
   path = pathlib.Path(path)
   if path.is_dir():
-    results_path = path / training.RESULTS_FILE
+    results_path = path / run_directory.RESULTS_FILE
     if not results_path.is_file():
-      raise ReportError(f"{path}: no {training.RESULTS_FILE} in this directory")
+      raise ReportError(f"{path}: no {run_directory.RESULTS_FILE} in this directory")
   elif path.is_file():
     results_path = path
   else:
     raise ReportError(f"{path}: no such run directory or results file")
   results = _read_json(results_path)
-  config_path = results_path.parent / training.RUN_CONFIG_FILE
-  config = _read_json(config_path) if config_path.is_file() else {}
+  try:
+    config = run_directory.read_run_config(str(results_path.parent)) or {}
+  except ValueError as error:
+    raise ReportError(str(error)) from None
   settings = {**results, **config}
   for key in ("test_accuracy", "global_sparsity", "training_method"):
     if key not in settings:

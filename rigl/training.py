@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import pathlib
 import tempfile
@@ -50,18 +49,21 @@ from rigl import tf1_checkpoints
 from rigl import strategies
 from rigl import flops
 from rigl import keras_compat
+from rigl import export as export_lib
 from rigl import kernel_selection
+from rigl import run_directory
 from rigl import summaries
 from rigl.sparse_optimizer import SparseOptimizer
-
-RUN_CONFIG_FILE = "run_config.json"
-RESULTS_FILE = "results.json"
-MASK_RECORDS_FILE = "mask_records.npz"
-CHECKPOINT_NAME = "model.ckpt"
-# A TF2 checkpoint `<prefix>` is `<prefix>.index` plus data shards named so.
-CHECKPOINT_INDEX_SUFFIX = ".index"
-CHECKPOINT_DATA_PATTERN = ".data-?????-of-?????"
-EXPORT_DIR = "export"
+# The run directory's names and checks, which the scripts and tests reach through here.
+from rigl.run_directory import CHECKPOINT_NAME
+from rigl.run_directory import EXPORT_DIR
+from rigl.run_directory import MASK_RECORDS_FILE
+from rigl.run_directory import RESULTS_FILE
+from rigl.run_directory import RUN_CONFIG_FILE  # pylint: disable=unused-import
+from rigl.run_directory import RunIdentity
+from rigl.run_directory import check_run_directory
+from rigl.run_directory import verify_checkpoint
+from rigl.run_directory import write_json_atomically
 # Training FLOPs are accounted at every checkpoint, after the first call that follows
 # one (or a progress line, or the start), and every this many calls, from the masks'
 # FLOPs at both ends of each stretch between two such points.
@@ -93,8 +95,9 @@ class RunConfig:
     summary_steps: steps between progress lines and training summaries (0: at every
       evaluation).
     save_path: run directory; empty keeps nothing on disk.
-    identity: the settings that define the run; a resumed run must match them
-      (None: neither recorded nor checked, e.g. to evaluate a foreign checkpoint).
+    identity: the settings that define the run (a `RunIdentity`, or a mapping of
+      flag names to values); a resumed run must match them (None: neither recorded
+      nor checked, e.g. to evaluate a foreign checkpoint).
     l2_scale: L2 penalty l2_scale * sum(w^2) / 2 on every conv and dense kernel.
     label_smoothing: targets (1 - s) * one_hot + s / num_classes in the training loss.
     save_checkpoints: write checkpoints and resume from the latest one.
@@ -120,7 +123,8 @@ class RunConfig:
   steps_per_checkpoint: int = 0
   summary_steps: int = 0
   save_path: str = ""
-  identity: Mapping[str, Any] | None = dataclasses.field(default_factory=dict)
+  identity: RunIdentity | Mapping[str, Any] | None = dataclasses.field(
+      default_factory=dict)
   l2_scale: float = 0.0
   label_smoothing: float = 0.0
   save_checkpoints: bool = True
@@ -150,84 +154,6 @@ class TrainingDivergedError(ValueError):
   A ValueError, so that the scripts report it as one `error:` line, as other bad
   settings (here typically a learning rate too high for the model or bad input).
   """
-
-
-def verify_checkpoint(path: str) -> None:
-  """Reads every tensor of a checkpoint, checking its checksums.
-
-  `path` is a checkpoint prefix, or a directory (its latest checkpoint), as
-  `tf.train.load_checkpoint` takes. Only reading every tensor reaches the end of each
-  data file, so this is what tells a truncated checkpoint from a complete one.
-
-  Raises:
-    ValueError: naming the file that is missing, truncated or corrupt.
-  """
-  if tf.io.gfile.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if not latest:
-      raise ValueError(f"No checkpoint in the directory {path}.")
-    path = latest
-  index = path + CHECKPOINT_INDEX_SUFFIX
-  # A single file at `path` is a TF1 checkpoint of the old V1 format (no index).
-  if not (tf.io.gfile.exists(index) or tf.io.gfile.exists(path)):
-    raise ValueError(f"Checkpoint {path} is incomplete or missing: {index} does not "
-                     "exist.")
-  try:
-    reader = tf.train.load_checkpoint(path)
-  except (tf.errors.OpError, ValueError, IndexError) as error:
-    named = index if tf.io.gfile.exists(index) else path
-    raise ValueError(f"Checkpoint file {named} is truncated or corrupt: "
-                     f"{_first_line(error)}") from None
-  data = ", ".join(sorted(tf.io.gfile.glob(path + CHECKPOINT_DATA_PATTERN))) or (
-      path + CHECKPOINT_DATA_PATTERN)
-  for key in sorted(reader.get_variable_to_shape_map()):
-    try:
-      reader.get_tensor(key)
-    except (tf.errors.OpError, ValueError, IndexError) as error:
-      raise ValueError(f"Checkpoint data {data} is truncated, corrupt or missing "
-                       f"(reading {key}): {_first_line(error)}") from None
-
-
-def _first_line(error: Exception) -> str:
-  """The first line of an error's message (TF's messages go on for many lines)."""
-  message = getattr(error, "message", None) or str(error) or type(error).__name__
-  return message.strip().splitlines()[0]
-
-
-def _checkpoint_number(path: str) -> int | None:
-  """N of a path `.../model.ckpt-N`, or None for another name."""
-  name = os.path.basename(path)
-  prefix = CHECKPOINT_NAME + "-"
-  if not name.startswith(prefix) or not name[len(prefix):].isdigit():
-    return None
-  return int(name[len(prefix):])
-
-
-def check_run_directory(save_path: str, identity: Mapping[str, Any]) -> None:
-  """Records `identity` in a new run directory, or checks it against an existing one."""
-  path = pathlib.Path(save_path) / RUN_CONFIG_FILE
-  if path.parent.exists() and not path.parent.is_dir():
-    raise ValueError(f"The run directory {save_path} is a file.")
-  identity = json.loads(json.dumps(dict(identity)))
-  if path.exists():
-    recorded = json.loads(path.read_text())
-    differences = sorted(key for key in set(recorded) | set(identity)
-                         if recorded.get(key) != identity.get(key))
-    if differences:
-      details = ", ".join(f"{key}: {recorded.get(key)!r} there, {identity.get(key)!r} now"
-                          for key in differences)
-      raise ValueError(f"{save_path} holds a different run ({details}); use another "
-                       "run directory or delete it.")
-    return
-  path.parent.mkdir(parents=True, exist_ok=True)
-  write_json_atomically(path, identity)
-
-
-def write_json_atomically(path: pathlib.Path, values: Mapping[str, Any]) -> None:
-  """Writes JSON through a temporary file, so a reader never sees half a file."""
-  temporary = path.with_suffix(".tmp")
-  temporary.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
-  os.replace(temporary, path)
 
 
 def l2_penalty(kernels) -> tf.Tensor:
@@ -374,7 +300,9 @@ class Trainer:
     """
     if not self.manager:
       return False
-    listed, on_disk = self._checkpoint_candidates()
+    # Every worker of a multi-worker job reads the chief's run directory (a shared file
+    # system), not the scratch directory it saves to, so that all resume together.
+    listed, on_disk = run_directory.checkpoint_candidates(str(self.save_path))
     skipped = []
     for number in sorted(set(listed) | set(on_disk), reverse=True):
       path = listed.get(number) or on_disk[number]
@@ -392,30 +320,6 @@ class Trainer:
       raise ValueError(f"No checkpoint in {self.save_path} can be read "
                        f"({', '.join(skipped)}); delete them to start the run over.")
     return False
-
-  def _checkpoint_candidates(self) -> tuple[dict[int, str], dict[int, str]]:
-    """({number: path} listed, {number: path} of index files) in the run directory.
-
-    Every worker of a multi-worker job reads the chief's run directory (a shared file
-    system), not the scratch directory it saves to, so that all resume together.
-    """
-    directory = str(self.save_path)
-    state = tf.train.get_checkpoint_state(directory)
-    listed = {}
-    if state:
-      for path in list(state.all_model_checkpoint_paths) + [state.model_checkpoint_path]:
-        path = path if os.path.isabs(path) else os.path.join(directory, path)
-        number = _checkpoint_number(path) if path else None
-        if number is not None:
-          listed[number] = path
-    on_disk = {}
-    for index in tf.io.gfile.glob(os.path.join(
-        directory, f"{CHECKPOINT_NAME}-*{CHECKPOINT_INDEX_SUFFIX}")):
-      path = index[:-len(CHECKPOINT_INDEX_SUFFIX)]
-      number = _checkpoint_number(path)
-      if number is not None:
-        on_disk[number] = path
-    return listed, on_disk
 
   def restore(self, path: str, *, verified: bool = False) -> None:
     """Restores model, optimizer and counters from a checkpoint of this loop.
@@ -478,11 +382,14 @@ class Trainer:
     return (self.manager.latest_checkpoint if self.manager else None) or "none"
 
   def export(self, directory: str | None = None) -> str:
-    """Writes the model as a SavedModel (masked weights are zeros in its kernels)."""
+    """Writes the model as a SavedModel with `rigl.export`'s serving signature.
+
+    Masked weights are zeros in its kernels, so the SavedModel is the sparse model.
+    """
     directory = directory or str(self.save_path / EXPORT_DIR / str(self.step))
     if not self.is_chief:
       directory = tempfile.mkdtemp()
-    tf.saved_model.save(self.model, directory)
+    export_lib.export_saved_model(self.model, directory)
     return directory
 
   def _writer(self, split: str) -> tf.summary.SummaryWriter | None:

@@ -4,43 +4,23 @@
 
 from __future__ import annotations
 
-import re
-
 import tensorflow as tf
 import tf_keras
 
+from rigl import run_directory
 from rigl import tf1_checkpoints
 from rigl.sparse_optimizer import SparseOptimizer
-
-# Our object-based checkpoints keep the mask of layer L under this path component.
-_TF2_MASK_KEY = re.compile(r"(?:^|/)_masks/([^/]+)/\.ATTRIBUTES/VARIABLE_VALUE$")
-
-
-def resolve_checkpoint(path: str, flag: str) -> str:
-  """A checkpoint prefix: `path` itself, or the latest checkpoint in directory `path`."""
-  if tf.io.gfile.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if not latest:
-      raise ValueError(f"--{flag}={path}: the directory holds no checkpoint.")
-    return latest
-  if not tf.io.gfile.glob(path + ".index") and not tf.io.gfile.glob(path + "*"):
-    raise ValueError(f"--{flag}={path}: no such checkpoint or directory.")
-  return path
 
 
 def load_masks(path: str, model: tf_keras.Model, optimizer: SparseOptimizer) -> None:
   """Replaces the optimizer's masks by a checkpoint's and re-masks the kernels."""
-  prefix = resolve_checkpoint(path, "load_mask_dir")
+  prefix = run_directory.resolve_checkpoint(path, "load_mask_dir")
   if tf1_checkpoints.is_tf1_checkpoint(prefix):
     tf1_checkpoints.restore_tf1_checkpoint(prefix, model, optimizer,
                                        include=tf1_checkpoints.INCLUDE_MASKS)
     return
   reader = tf.train.load_checkpoint(prefix)
-  found = {}
-  for key in reader.get_variable_to_shape_map():
-    match = _TF2_MASK_KEY.search(key)
-    if match and "OPTIMIZER_SLOT" not in key:
-      found[match.group(1)] = key
+  found = run_directory.mask_keys(reader)
   masks = optimizer.masks
   missing = sorted(set(masks) - set(found))
   if missing:
@@ -62,7 +42,7 @@ def load_initial_values(path: str, model: tf_keras.Model,
   TF1 checkpoints load gamma, beta, weights and biases, as the original did; our own
   checkpoints load every model variable.
   """
-  prefix = resolve_checkpoint(path, "initial_value_checkpoint")
+  prefix = run_directory.resolve_checkpoint(path, "initial_value_checkpoint")
   if tf1_checkpoints.is_tf1_checkpoint(prefix):
     tf1_checkpoints.restore_tf1_checkpoint(prefix, model, optimizer,
                                        include=tf1_checkpoints.INCLUDE_INITIAL_VALUES)
@@ -81,7 +61,7 @@ def start_new_run(save_path: str, model: tf_keras.Model, optimizer: SparseOptimi
   resumed run continues from its own); `uses_mask_dir` False ignores --load_mask_dir
   (methods that choose their own masks).
   """
-  if tf.train.latest_checkpoint(save_path):
+  if run_directory.latest_checkpoint(save_path):
     return
   if load_mask_dir and uses_mask_dir:
     load_masks(load_mask_dir, model, optimizer)
