@@ -17,9 +17,6 @@ PRIVATE_APIS = ("tf_keras.src", "_create_all_weights", "_var_key", "_index_dict"
                 "_flatten_layers", "_train_counter", "_no_dependency",
                 "_create_iteration_variable", "_random_generator",
                 "_distributed_container", "CallableList")
-# Modules being restructured elsewhere that still use private APIs directly; they are
-# to switch to keras_compat, after which this list is empty.
-NOT_YET_MIGRATED = frozenset({"sparse_optimizer.py", "methods.py"})
 BATCHES = 3
 
 
@@ -33,8 +30,6 @@ def test_only_keras_compat_uses_private_tf_keras_apis():
   offenders = []
   for path in sorted(RIGL_DIR.rglob("*.py")):
     if path.name.endswith("_test.py") or path.name == "keras_compat.py":
-      continue
-    if path.parent == RIGL_DIR and path.name in NOT_YET_MIGRATED:
       continue
     for number, line in enumerate(path.read_text().splitlines(), 1):
       if pattern.search(line):

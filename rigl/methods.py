@@ -25,6 +25,7 @@ import tensorflow as tf
 import tf_keras
 
 from rigl import flops
+from rigl import keras_compat
 from rigl import kernel_selection
 from rigl import mask_ops
 from rigl import schedules
@@ -247,12 +248,13 @@ class DNW(SparseOptimizer):
 
   def _before_step(self, strategy, grads, dense_grads, variables):
     """The step trains the dense copies with the dense (straight-through) gradient."""
-    dense_of = {self._var_key(layer.kernel): grad
+    dense_of = {keras_compat.variable_key(self, layer.kernel): grad
                 for layer, grad in zip(self._layers, dense_grads)}
     for layer in self._layers:
       strategy.extended.update(layer.kernel, mask_ops.assign,
                                args=(self._dense_kernels[layer.name],), group=False)
-    return [dense_of.get(self._var_key(v), g) for g, v in zip(grads, variables)]
+    return [dense_of.get(keras_compat.variable_key(self, v), g)
+            for g, v in zip(grads, variables)]
 
   def _update_layer(self, layer_name, context, step, mask, kernel, slots, dense_grad,
                     state):
@@ -287,7 +289,7 @@ class GradualPruning(SparseOptimizer):
     self.pruning_end_step = int(pruning_end_step)
     self.pruning_frequency = int(pruning_frequency)
     self.threshold_decay = float(threshold_decay)
-    self.pruning_schedule = self._no_dependency(schedules.PolynomialSparsity(
+    self.pruning_schedule = keras_compat.untracked(self, schedules.PolynomialSparsity(
         self.pruning_begin_step, self.pruning_end_step, self.pruning_frequency))
     super().__init__(optimizer, model, sparsity, **kwargs)
 

@@ -37,11 +37,10 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import tensorflow as tf
 import tf_keras
-from tf_keras.src.optimizers import utils as optimizer_utils
-from tf_keras.src.optimizers.optimizer import CallableList
 
 from rigl import flops
 from rigl import grow_init as grow_init_lib
+from rigl import keras_compat
 from rigl import kernel_selection
 from rigl import mask_ops
 from rigl import optimizer_slots
@@ -56,7 +55,7 @@ _COMMON_ARGUMENTS = ("self", "optimizer", "model", "sparsity", "seed", "select",
                      "kernel_names", "args", "kwargs")
 
 
-class SparseOptimizer(tf_keras.optimizers.Optimizer):
+class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
   """Trains a model with fixed random masks (the paper's Static, `scratch`).
 
   The base of every sparse method: wraps `optimizer`, creates a mask per sparsified
@@ -117,12 +116,12 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     # Re-masking kernels after each step costs a multiply per kernel; it is needed only
     # for optimizers that could move a zero weight with zero gradient and slots.
     self._reapplies_masks = not optimizer_slots.preserves_zeros(optimizer)
-    self._slots = self._no_dependency({})
+    self._slots = keras_compat.untracked(self, {})
     self._masks = {}
-    self._layers = self._no_dependency([])
-    self._candidates = self._no_dependency([])
-    self._kernel_names = self._no_dependency(
-        None if kernel_names is None else [tuple(pair) for pair in kernel_names])
+    self._layers = keras_compat.untracked(self, [])
+    self._candidates = keras_compat.untracked(self, [])
+    self._kernel_names = keras_compat.untracked(
+        self, None if kernel_names is None else [tuple(pair) for pair in kernel_names])
     if model is not None:
       self._bind(kernel_selection.find_kernels(model, select))
 
@@ -130,12 +129,13 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     """Creates masks and method state for the candidate kernels, and applies them."""
     self._candidates.extend(candidates)
     shapes = {layer.name: layer.shape for layer in candidates}
-    self.layer_sparsities = self._no_dependency(
-        self.sparsity_config.layer_sparsities(shapes) if self.sparsifies else {})
+    self.layer_sparsities = keras_compat.untracked(
+        self, self.sparsity_config.layer_sparsities(shapes) if self.sparsifies else {})
     self._layers.extend(layer for layer in candidates
                         if layer.name in self.layer_sparsities)
-    self._layer_of_variable = self._no_dependency(
-        {self._var_key(layer.kernel): layer.name for layer in self._layers})
+    self._layer_of_variable = keras_compat.untracked(
+        self, {keras_compat.variable_key(self, layer.kernel): layer.name
+               for layer in self._layers})
     for layer in self._layers:
       self._masks[layer.name] = mask_ops.state_variable(
           self._initial_mask(layer), f"{layer.name}/mask", layer.kernel.dtype)
@@ -160,9 +160,6 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
                 for layer, name in self._kernel_names])
 
   # ----- construction ---------------------------------------------------------------
-
-  def _create_iteration_variable(self):
-    """The step counter is the wrapped optimizer's (see `iterations`)."""
 
   @property
   def mask_schedule(self) -> schedules.MaskSchedule:
@@ -220,7 +217,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     if schedule.state_name is not None and hasattr(self, schedule.state_attribute):
       own.insert(len(self._masks), getattr(self, schedule.state_attribute))
     # A legacy optimizer's `variables` is a method; the current one's a callable list.
-    return CallableList(list(self._optimizer.variables()) + own)
+    return keras_compat.callable_list(list(self._optimizer.variables()) + own)
 
   def _state_variables(self) -> list[tf.Variable]:
     """Method-specific variables, for `variables`."""
@@ -234,7 +231,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
     if not self._layers and self._kernel_names is not None and not self._candidates:
       self._bind_by_kernel_names(var_list)
     if self._legacy:
-      self._optimizer._create_all_weights(var_list)  # pylint: disable=protected-access
+      keras_compat.create_legacy_optimizer_weights(self._optimizer, var_list)
     else:
       self._optimizer.build(var_list)
     for layer in self._layers:
@@ -312,7 +309,7 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
                       **kwargs):
     """Masks the gradients, then runs this method's step (see the module docstring)."""
     del name
-    grads_and_vars = optimizer_utils.filter_empty_gradients(list(grads_and_vars))
+    grads_and_vars = keras_compat.filter_empty_gradients(grads_and_vars)
     if tf.distribute.in_cross_replica_context():
       raise ValueError("apply_gradients() must be called in a replica context.")
     variables = [v for _, v in grads_and_vars]
@@ -320,11 +317,12 @@ class SparseOptimizer(tf_keras.optimizers.Optimizer):
       self.build(variables)
     if not skip_gradients_aggregation and kwargs.pop("experimental_aggregate_gradients",
                                                      True):
-      grads_and_vars = optimizer_utils.all_reduce_sum_gradients(grads_and_vars)
+      grads_and_vars = keras_compat.all_reduce_sum_gradients(grads_and_vars)
     dense_grads = {}
     grads = []
     for grad, variable in grads_and_vars:
-      layer_name = self._layer_of_variable.get(self._var_key(variable))
+      layer_name = self._layer_of_variable.get(
+          keras_compat.variable_key(self, variable))
       if layer_name is not None:
         grad = tf.convert_to_tensor(grad)
         dense_grads[layer_name] = grad
