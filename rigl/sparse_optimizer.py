@@ -55,6 +55,12 @@ _COMMON_ARGUMENTS = ("self", "optimizer", "model", "sparsity", "seed", "select",
                      "kernel_names", "args", "kwargs")
 
 
+def _forwarded_to_inner_optimizer(name: str, doc: str) -> property:
+  """A property that reads and sets the wrapped optimizer's attribute `name`."""
+  return property(lambda self: getattr(self._optimizer, name),
+                  lambda self, value: setattr(self._optimizer, name, value), doc=doc)
+
+
 class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
   """Trains a model with fixed random masks (the paper's Static, `scratch`).
 
@@ -194,21 +200,10 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
   def inner_optimizer(self) -> tf_keras.optimizers.Optimizer:
     return self._optimizer
 
-  @property
-  def iterations(self) -> tf.Variable:
-    return self._optimizer.iterations
-
-  @iterations.setter
-  def iterations(self, variable):
-    self._optimizer.iterations = variable
-
-  @property
-  def learning_rate(self):
-    return self._optimizer.learning_rate
-
-  @learning_rate.setter
-  def learning_rate(self, learning_rate):
-    self._optimizer.learning_rate = learning_rate
+  iterations = _forwarded_to_inner_optimizer(
+      "iterations", "The wrapped optimizer's step counter, the method's step.")
+  learning_rate = _forwarded_to_inner_optimizer(
+      "learning_rate", "The wrapped optimizer's learning rate (or schedule).")
 
   @property
   def variables(self):
