@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up the project and runs the whole test suite.
 #   bash run.sh
-# Creates a virtual environment in ./env, installs the pinned requirements and this
-# project (editable), installs Debian's real Fashion-MNIST files where apt-get is
-# usable as root, then runs every *_test.py with pytest. Exits non-zero on any failure.
+# Creates a virtual environment in ./env, installs the pinned runtime and test
+# requirements (requirements-test.txt) and this project (editable), installs Debian's
+# real Fashion-MNIST files where apt-get is usable as root, then runs every *_test.py
+# with pytest. Exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -15,7 +16,7 @@ if [ ! -x env/bin/python ]; then
   "$PYTHON" -m venv env
 fi
 env/bin/python -m pip install --quiet --upgrade pip
-env/bin/python -m pip install --quiet -r requirements.txt
+env/bin/python -m pip install --quiet -r requirements-test.txt
 env/bin/python -m pip install --quiet --no-deps -e .
 
 echo "== Fashion-MNIST (Debian package dataset-fashion-mnist)"

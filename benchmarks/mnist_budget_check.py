@@ -6,20 +6,20 @@ change, so it must match Static up to the few batches its update steps consume).
 Mask updates stop at 75% of training in every run. Writes
 `benchmarks/results/mnist_budget_check.md`.
 
-  python benchmarks/mnist_budget_check.py
+  python -m benchmarks.mnist_budget_check
+
+(from the repository root: it drives `mnist/mnist_train_eval.py` in-process).
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import pathlib
-import sys
 
 from absl import app
 from absl import flags
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 FLAGS = flags.FLAGS
 SPARSITY = 0.98

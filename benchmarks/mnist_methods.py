@@ -9,7 +9,9 @@ two, with three seeds each, in short runs that fit about an hour on two CPU core
   mnist_methods.md           mean +- std of test accuracy per method and sparsity
   mnist_accuracy_vs_sparsity.png, mnist_accuracy_vs_flops.png
 
-  python benchmarks/mnist_methods.py --fashion_mnist_dir=/usr/share/datasets/fashion-mnist
+  python -m benchmarks.mnist_methods --fashion_mnist_dir=/usr/share/datasets/fashion-mnist
+
+(from the repository root: it drives `mnist/mnist_train_eval.py` in-process).
 """
 
 from __future__ import annotations
@@ -19,14 +21,12 @@ import dataclasses
 import multiprocessing
 import os
 import pathlib
-import sys
 import time
 
 from absl import app
 from absl import flags
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 FLAGS = flags.FLAGS
 METHODS = ("baseline", "scratch", "set", "momentum", "rigl", "snip", "prune")

@@ -34,17 +34,11 @@ import os
 import pathlib
 import platform
 import statistics
-import sys
 import time
 from typing import Callable
 
 from absl import app
 from absl import flags
-
-REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf
 import tf_keras
 
@@ -52,6 +46,7 @@ import rigl
 from rigl import models
 from rigl import training
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
 FLAGS = flags.FLAGS
 METHODS = {"baseline": "Dense", "scratch": "Static", "set": "SET", "momentum": "SNFS",
            "rigl": "RigL", "prune": "Pruning"}

@@ -21,18 +21,12 @@ import json
 import os
 import pathlib
 import platform
-import sys
 import tempfile
 import time
 import warnings
 
 from absl import app
 from absl import flags
-
-REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np
 import tensorflow as tf
 import tf_keras
@@ -41,6 +35,7 @@ import rigl
 from rigl import export
 from rigl import models
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
 FLAGS = flags.FLAGS
 SPARSITY = 0.9
 DISTRIBUTION = "erdos_renyi_kernel"

@@ -20,12 +20,7 @@ and do nothing.
 from __future__ import annotations
 
 import os
-import sys
 
-if __package__ in (None, ""):  # Run as a script: make the repository importable.
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 import tensorflow as tf
 import tf_keras
@@ -35,7 +30,7 @@ from rigl import models
 from rigl import script_flags
 from rigl import training
 from rigl import warm_start
-from cifar10 import data
+from rigl.datasets import cifar as data
 
 FLAGS = flags.FlagValues()
 define = script_flags.FlagDefiner(FLAGS)

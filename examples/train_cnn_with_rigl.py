@@ -15,20 +15,14 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf
 import tf_keras
 
-from mnist import data
 import rigl
 from rigl import sparsity as sparsity_lib
-# pylint: enable=g-import-not-at-top,wrong-import-position
+from rigl.datasets import mnist
 
 DEBIAN_FASHION_MNIST_DIR = pathlib.Path("/usr/share/datasets/fashion-mnist")
 # Mask updates stop at 75% of training, as in the paper.
@@ -38,7 +32,7 @@ MASK_UPDATE_END_FRACTION = 0.75
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--dataset", choices=data.DATASETS, default="fashion_mnist")
+  parser.add_argument("--dataset", choices=mnist.DATASETS, default="fashion_mnist")
   parser.add_argument("--data_dir", default=None,
                       help="folder of the four IDX files; empty: tensorflow-datasets; "
                       f"default: {DEBIAN_FASHION_MNIST_DIR} for Fashion-MNIST if present")
@@ -64,14 +58,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_model() -> tf_keras.Model:
   """Two 3x3 convolutions with pooling, and a dense classifier."""
   return tf_keras.Sequential([
-      tf_keras.Input((data.IMAGE_SIZE, data.IMAGE_SIZE, 1)),
+      tf_keras.Input((mnist.IMAGE_SIZE, mnist.IMAGE_SIZE, 1)),
       tf_keras.layers.Conv2D(32, 3, activation="relu", name="conv1"),
       tf_keras.layers.MaxPooling2D(),
       tf_keras.layers.Conv2D(64, 3, activation="relu", name="conv2"),
       tf_keras.layers.MaxPooling2D(),
       tf_keras.layers.Flatten(),
       tf_keras.layers.Dense(128, activation="relu", name="fc"),
-      tf_keras.layers.Dense(data.NUM_CLASSES, name="logits"),
+      tf_keras.layers.Dense(mnist.NUM_CLASSES, name="logits"),
   ])
 
 
@@ -82,10 +76,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
   if data_dir is None:
     use_debian = args.dataset == "fashion_mnist" and DEBIAN_FASHION_MNIST_DIR.exists()
     data_dir = str(DEBIAN_FASHION_MNIST_DIR) if use_debian else ""
-  train_split, test_split = data.load(args.dataset, data_dir)
-  train = data.to_dataset(train_split, args.batch_size, flatten=False,
-                          shuffle_seed=args.seed)
-  test = data.to_dataset(test_split, args.batch_size, flatten=False, shuffle_seed=None)
+  train_split, test_split = mnist.load(args.dataset, data_dir)
+  train = mnist.to_dataset(train_split, args.batch_size, flatten=False,
+                           shuffle_seed=args.seed)
+  test = mnist.to_dataset(test_split, args.batch_size, flatten=False, shuffle_seed=None)
   steps_per_epoch = args.steps or len(train_split.labels) // args.batch_size
   if args.steps:
     train, test = train.take(args.steps), test.take(args.steps)

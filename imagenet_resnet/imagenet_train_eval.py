@@ -23,12 +23,7 @@ block_width and block_height.
 from __future__ import annotations
 
 import os
-import sys
 
-if __package__ in (None, ""):  # Run as a script: make the repository importable.
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 import numpy as np
 import tensorflow as tf
@@ -42,8 +37,8 @@ from rigl import script_flags
 from rigl import training
 from rigl import warm_start
 from rigl.models.resnet import BLOCKS_PER_GROUP
-from imagenet_resnet import imagenet_input
-from imagenet_resnet import learning_rate as learning_rate_lib
+from rigl import learning_rates as learning_rate_lib
+from rigl.datasets import imagenet as imagenet_input
 
 FLAGS = flags.FlagValues()
 define = script_flags.FlagDefiner(FLAGS)

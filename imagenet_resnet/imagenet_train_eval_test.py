@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from imagenet_resnet import imagenet_input
 from imagenet_resnet import imagenet_train_eval
 from rigl import script_flags
 from rigl import training
+from rigl.testing import fake_imagenet
 
 FLAGS = imagenet_train_eval.FLAGS
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -21,32 +21,13 @@ NUM_CLASSES, IMAGE_SIZE, BATCH = 10, 32, 4
 TRAIN_FILES, IMAGES_PER_FILE, EVAL_IMAGES = 2, 6, 8
 
 
-def write_tfrecords(path: pathlib.Path, prefix: str, files: int, per_file: int,
-                    seed: int) -> list[int]:
-  """JPEGs of varied sizes with labels 1..NUM_CLASSES, in the standard TPU layout."""
-  rng = np.random.default_rng(seed)
-  labels = []
-  for index in range(files):
-    with tf.io.TFRecordWriter(str(path / f"{prefix}-{index:05d}-of-{files:05d}")) as writer:
-      for _ in range(per_file):
-        height, width = rng.integers(36, 60, 2)
-        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-        label = int(rng.integers(1, NUM_CLASSES + 1))
-        labels.append(label)
-        example = tf.train.Example(features=tf.train.Features(feature={
-            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(
-                value=[tf.io.encode_jpeg(image).numpy()])),
-            "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(
-                value=[label]))}))
-        writer.write(example.SerializeToString())
-  return labels
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   directory = tmp_path_factory.mktemp("imagenet")
-  write_tfrecords(directory, "train", TRAIN_FILES, IMAGES_PER_FILE, seed=0)
-  write_tfrecords(directory, "validation", 1, EVAL_IMAGES, seed=1)
+  fake_imagenet.write_tfrecords(directory, "train", TRAIN_FILES, IMAGES_PER_FILE, seed=0,
+                                num_classes=NUM_CLASSES)
+  fake_imagenet.write_tfrecords(directory, "validation", 1, EVAL_IMAGES, seed=1,
+                                num_classes=NUM_CLASSES)
   return directory
 
 
@@ -233,46 +214,3 @@ def test_folder_stub_and_steps_multiplier(tmp_path):
       tmp_path / "rigl" / "0.8" / "0" / "25000" / "100" / "0.3" / "0.1" / "0.0001")
   FLAGS.training_steps_multiplier = 5
   assert imagenet_train_eval.scaled(32000) == 160000
-
-
-def test_input_pipeline_labels_crops_and_resume(data_dir):
-  config = imagenet_input.InputConfig(data_directory=str(data_dir), image_size=IMAGE_SIZE)
-  context = tf.distribute.InputContext()
-  evaluation = list(imagenet_input.dataset(config, False, BATCH, context))
-  images = np.concatenate([batch[0].numpy() for batch in evaluation])
-  labels = np.concatenate([batch[1].numpy() for batch in evaluation])
-  assert images.shape == (EVAL_IMAGES, IMAGE_SIZE, IMAGE_SIZE, 3)
-  assert labels.min() >= 0 and labels.max() < NUM_CLASSES
-  # Normalised pixels: (p - mean) / std of uniform noise is roughly centred.
-  assert abs(images.mean()) < 1.0 and 0.5 < images.std() < 2.5
-  again = np.concatenate([b[0].numpy() for b in imagenet_input.dataset(config, False, BATCH,
-                                                                       context)])
-  np.testing.assert_array_equal(images, again)  # Evaluation crops are deterministic.
-  epoch = list(imagenet_input.dataset(config, True, BATCH, context, epoch=1))
-  resumed = list(imagenet_input.dataset(config, True, BATCH, context, epoch=1,
-                                        skip_batches=1))
-  assert len(epoch) == TRAIN_FILES * IMAGES_PER_FILE // BATCH
-  assert len(resumed) == len(epoch) - 1
-  for full, tail in zip(epoch[1:], resumed):
-    np.testing.assert_array_equal(full[0].numpy(), tail[0].numpy())
-    np.testing.assert_array_equal(full[1].numpy(), tail[1].numpy())
-  other_epoch = list(imagenet_input.dataset(config, True, BATCH, context, epoch=2))
-  assert not np.array_equal(epoch[0][0].numpy(), other_epoch[0][0].numpy())
-
-
-def test_labels_are_shifted_to_zero_based(tmp_path):
-  labels = write_tfrecords(tmp_path, "validation", 1, 5, seed=3)
-  config = imagenet_input.InputConfig(data_directory=str(tmp_path), image_size=8)
-  batches = imagenet_input.dataset(config, False, 5, tf.distribute.InputContext())
-  np.testing.assert_array_equal(next(iter(batches))[1].numpy(), np.array(labels) - 1)
-
-
-def test_center_crop_matches_the_original_rule():
-  image = np.arange(40 * 64 * 3, dtype=np.uint8).reshape(40, 64, 3)
-  jpeg = tf.io.encode_jpeg(image, quality=100)
-  crop = int(IMAGE_SIZE / (IMAGE_SIZE + imagenet_input.CROP_PADDING) * 40)
-  top, left = (40 - crop + 1) // 2, (64 - crop + 1) // 2
-  window = tf.io.decode_and_crop_jpeg(jpeg, [top, left, crop, crop], channels=3)
-  expected = tf.image.resize(window, [IMAGE_SIZE] * 2, method="bicubic").numpy()
-  np.testing.assert_allclose(
-      imagenet_input.decode_and_center_crop(jpeg, IMAGE_SIZE).numpy(), expected, atol=1e-3)

@@ -6,7 +6,8 @@ of one variable's bytes after a short LeNet-5 run of the MNIST script (conv and 
 layers, ERK, mask updates every 2 steps, pruning from step 2 to 6) under op
 determinism. A refactoring that changes what any method computes, by a single bit,
 fails here and names the variable. Regenerate only for an intended change of
-behaviour: `python mnist/method_fingerprints_test.py --write`.
+behaviour: `python -m mnist.method_fingerprints_test --write` (from the repository
+root).
 """
 
 from __future__ import annotations
@@ -93,5 +94,5 @@ def write_fingerprints() -> None:
 
 if __name__ == "__main__":
   if sys.argv[1:] != ["--write"]:
-    sys.exit(f"usage: python {sys.argv[0]} --write")
+    sys.exit("usage: python -m mnist.method_fingerprints_test --write")
   write_fingerprints()

@@ -13,13 +13,6 @@ Re-running the same command resumes from the last checkpoint (one per epoch).
 
 from __future__ import annotations
 
-import os
-import sys
-
-if __package__ in (None, ""):  # Run as a script: make the repository importable.
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags
 import numpy as np
 import tensorflow as tf
@@ -29,8 +22,8 @@ import rigl
 from rigl import models
 from rigl import script_flags
 from rigl import training
-from mnist import compression
-from mnist import data
+from rigl import compression
+from rigl.datasets import mnist as data
 
 FLAGS = flags.FlagValues()
 define = script_flags.FlagDefiner(FLAGS)

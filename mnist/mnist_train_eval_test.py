@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from mnist import data
 from mnist import mnist_train_eval
+from rigl.datasets import mnist as data
 from rigl import script_flags
 from rigl import training
 from rigl.testing import fake_mnist
@@ -122,22 +122,6 @@ def test_runs_as_script_and_as_module(idx_dir, tmp_path, command):
   assert result.returncode == 0, result.stderr[-2000:]
   assert f"batch {TRAIN_EXAMPLES // BATCH}/{TRAIN_EXAMPLES // BATCH}" in result.stdout
   assert (tmp_path / training.RESULTS_FILE).exists()
-
-
-def test_idx_reader_rejects_wrong_header(tmp_path):
-  path = tmp_path / "labels.gz"
-  with gzip.open(path, "wb") as f:
-    f.write(struct.pack(">HBBI", 0, 0x0D, 1, 1) + b"\x00\x00\x00\x00")
-  with pytest.raises(ValueError, match="labels.gz"):
-    data.read_idx(path, 1)
-
-
-def test_tensorflow_datasets_path_with_mock_data(tmp_path):
-  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  with tfds.testing.mock_data(num_examples=BATCH * 3):
-    train, test = data.load("fashion_mnist", data_dir="", tfds_dir=str(tmp_path))
-  assert train.images.shape == (BATCH * 3, 28, 28) and train.images.dtype == np.uint8
-  assert test.labels.dtype == np.int64 and test.labels.max() < 10
 
 
 def test_input_mask_from_a_previous_run(idx_dir, tmp_path):

@@ -11,20 +11,14 @@ network still reads), so topology changes can be watched rather than read.
 from __future__ import annotations
 
 import math
-import os
 import pathlib
-import sys
 
-if __package__ in (None, ""):  # Run as a script: make the repository importable.
-  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-# pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # pylint: disable=wrong-import-position
 import numpy as np
 from PIL import Image
 

@@ -1,1 +1,1 @@
-"""Programs that tests run as separate processes."""
+"""Test support: tiny fake data sets and programs that tests run as processes."""

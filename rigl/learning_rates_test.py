@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from imagenet_resnet import learning_rate
+from rigl import learning_rates
 
 # 1281167 images at batch 4096: epochs are fractional, as in the original.
 STEPS_PER_EPOCH = 1281167 / 4096
@@ -15,9 +15,9 @@ def first_step_of(epoch: float) -> int:
 
 
 def resnet_schedule(multiplier=1.0):
-  return learning_rate.PiecewiseWithWarmup(learning_rate.scaled_learning_rate(0.1, 4096),
-                                           STEPS_PER_EPOCH,
-                                           learning_rate.schedule_for("resnet"), multiplier)
+  return learning_rates.PiecewiseWithWarmup(
+      learning_rates.scaled_learning_rate(0.1, 4096), STEPS_PER_EPOCH,
+      learning_rates.schedule_for("resnet"), multiplier)
 
 
 @pytest.mark.parametrize("epoch,expected", [(0, 1.6), (29.99, 1.6), (30, 0.16),
@@ -36,16 +36,16 @@ def test_drops_happen_at_fractional_epochs():
 @pytest.mark.parametrize("epoch,expected", [(8, 0.4), (40, 0.04), (96, 4e-4),
                                             (121, 1.2e-4)])
 def test_mobilenet_schedule_after_warmup(epoch, expected):
-  schedule = learning_rate.PiecewiseWithWarmup(
-      learning_rate.scaled_learning_rate(0.1, 1024), STEPS_PER_EPOCH,
-      learning_rate.schedule_for("mobilenet_v1"))
+  schedule = learning_rates.PiecewiseWithWarmup(
+      learning_rates.scaled_learning_rate(0.1, 1024), STEPS_PER_EPOCH,
+      learning_rates.schedule_for("mobilenet_v1"))
   assert float(schedule(first_step_of(epoch))) == pytest.approx(expected, rel=1e-5)
 
 
 @pytest.mark.parametrize("step", [0, 100, 1000, 2400])
 def test_mobilenet_warms_up_linearly_over_8_epochs(step):
-  schedule = learning_rate.PiecewiseWithWarmup(
-      0.4, STEPS_PER_EPOCH, learning_rate.schedule_for("mobilenet_v2"))
+  schedule = learning_rates.PiecewiseWithWarmup(
+      0.4, STEPS_PER_EPOCH, learning_rates.schedule_for("mobilenet_v2"))
   assert float(schedule(step)) == pytest.approx(0.4 * step / STEPS_PER_EPOCH / 8, abs=1e-7)
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from mnist import compression
+from rigl import compression
 
 
 def test_dense_masks_are_not_compressed():
