@@ -26,9 +26,9 @@ SCRIPT_DIRS = ("mnist", "cifar10", "imagenet_resnet", "benchmarks", "examples")
 # script in-process import it and run as modules (`python -m benchmarks.<name>`).
 LIBRARY_ONLY_DIRS = ("mnist", "cifar10", "imagenet_resnet", "examples")
 # What a copy of the repository for a wheel build leaves out: environments, VCS and
-# build outputs.
-NOT_COPIED = ("env", ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__",
-              ".hypothesis")
+# build outputs (a development checkout's egg-info manifest is kept: it must not add
+# files to the wheel).
+NOT_COPIED = ("env", ".git", ".venv*", "build", "dist", "__pycache__", ".hypothesis")
 WHEEL_BUILD_TIMEOUT_S = 300
 
 
