@@ -223,7 +223,7 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
 
     An optimizer restored from its config first creates its masks here.
     """
-    if not self._layers and self._kernel_names is not None and not self._candidates:
+    if self._kernel_names is not None and not self._candidates:
       self._bind_by_kernel_names(var_list)
     if self._legacy:
       keras_compat.create_legacy_optimizer_weights(self._optimizer, var_list)
