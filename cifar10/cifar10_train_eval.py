@@ -10,7 +10,8 @@ and defaults. The paper's WRN-22-2 with RigL at 90% sparsity (ERK):
 
 or `--flagfile=configs/cifar10/<name>.cfg` for each experiment of the paper. Data come
 from tensorflow-datasets (`--data_directory` is its data dir). Re-running a command
-resumes from the run directory's latest checkpoint.
+resumes from the run directory's latest checkpoint; a command that changes any flag but
+the `OPERATIONAL_FLAGS` is refused, naming the flag.
 
 `train_and_eval` trains and evaluates on the whole test set every `checkpoint_steps`
 (the original's does nothing). `master`, `ps_task` and `pruning_hparams` are accepted
@@ -31,6 +32,7 @@ from rigl import script_flags
 from rigl import training
 from rigl import warm_start
 from rigl.datasets import cifar as data
+from rigl.run_directory import latest_checkpoint
 
 FLAGS = flags.FlagValues()
 define = script_flags.FlagDefiner(FLAGS)
@@ -93,6 +95,25 @@ define.string("mask_init_method", "random",
 define.float("training_steps_multiplier", 1.0, "Multiplies max_steps, the mask "
              "update and pruning steps and the learning-rate boundaries.")
 
+# Flags that say where and how a run goes, not what it trains; every other flag is the
+# run's identity (`script_flags.run_identity`), which a resumed run must match.
+OPERATIONAL_FLAGS = (
+    # No-ops.
+    "master", "ps_task", "pruning_hparams",
+    # Where the data are and where the run is kept. --load_mask_dir and
+    # --initial_value_checkpoint, which choose the run's start, are part of the identity.
+    "train_dir", "data_directory",
+    # How long to train: the learning-rate boundaries are fixed steps, so a longer run
+    # continues a shorter one.
+    "max_steps",
+    # Checkpoint and evaluation cadence, checkpoints kept, reporting.
+    "checkpoint_steps", "keep_checkpoint_max", "summaries_steps", "per_class_metrics",
+    # What this process does with the run: train, evaluate, which checkpoint.
+    "mode", "eval_once_ckpt_prefix",
+    # Op determinism makes the computation reproducible without changing it.
+    "deterministic",
+)
+
 
 def scaled(steps: int) -> int:
   return int(steps * FLAGS.training_steps_multiplier)
@@ -145,15 +166,10 @@ def create_optimizer(model: tf_keras.Model) -> rigl.SparseOptimizer:
       pruning_frequency=FLAGS.pruning_frequency, seed=FLAGS.seed)
 
 
-def run_identity() -> dict[str, object]:
-  """The settings that define a run: a resumed run must match them."""
-  names = ("resnet_depth", "resnet_width", "num_classes", "training_method",
-           "end_sparsity", "mask_init_method", "prune_first_layer", "prune_last_layer",
-           "batch_size", "momentum", "l2", "drop_fraction", "drop_fraction_anneal",
-           "grow_init", "s_momentum", "rigl_acc_scale", "maskupdate_begin_step",
-           "maskupdate_end_step", "maskupdate_frequency", "sparsity_begin_step",
-           "sparsity_end_step", "pruning_frequency", "training_steps_multiplier", "seed")
-  return {name: FLAGS[name].value for name in names}
+def model_description() -> dict[str, object]:
+  """The WideResNet the flags name, as `rigl.models.from_description` builds it."""
+  return models.describe("wide_resnet", depth=FLAGS.resnet_depth,
+                         width=FLAGS.resnet_width, num_classes=FLAGS.num_classes)
 
 
 def input_functions():
@@ -182,7 +198,8 @@ def run() -> dict[str, object] | None:
   tf_keras.backend.experimental.enable_tf_random_generator()
   script_flags.apply_deterministic_flag(FLAGS)
   tf_keras.utils.set_random_seed(FLAGS.seed)
-  model = models.wide_resnet(FLAGS.resnet_depth, FLAGS.resnet_width, FLAGS.num_classes)
+  description = model_description()
+  model = models.from_description(description)
   optimizer = create_optimizer(model)
   if FLAGS.mode in ("train", "train_and_eval"):
     warm_start.start_new_run(
@@ -194,7 +211,9 @@ def run() -> dict[str, object] | None:
       steps_per_epoch=max(FLAGS.dataset_size // FLAGS.batch_size, 1),
       steps_per_eval=FLAGS.checkpoint_steps,
       steps_per_checkpoint=FLAGS.checkpoint_steps, summary_steps=FLAGS.summaries_steps,
-      save_path=save_path, identity=run_identity(), l2_scale=FLAGS.l2,
+      save_path=save_path,
+      identity=script_flags.run_identity(FLAGS, OPERATIONAL_FLAGS, description),
+      l2_scale=FLAGS.l2,
       keep_checkpoint_max=FLAGS.keep_checkpoint_max,
       per_class_metrics=FLAGS.per_class_metrics, log=lambda line: print(line, flush=True))
   trainer = training.Trainer(model, optimizer, config)
@@ -209,7 +228,7 @@ def run() -> dict[str, object] | None:
   if FLAGS.mode == "eval":
     return training.evaluate_checkpoints(trainer, eval_input, until_step=config.train_steps)
   prefix = (os.path.join(save_path, FLAGS.eval_once_ckpt_prefix)
-            if FLAGS.eval_once_ckpt_prefix else tf.train.latest_checkpoint(save_path))
+            if FLAGS.eval_once_ckpt_prefix else latest_checkpoint(save_path))
   if not prefix:
     raise ValueError(f"--mode=eval_once: {save_path} holds no checkpoint.")
   trainer.restore(prefix)

@@ -90,6 +90,17 @@ def test_train_and_eval_alternates_and_resumes_exactly(tmp_path):
     assert resumed[key] == straight[key], key
 
 
+def test_resume_refuses_a_changed_identity_flag_and_accepts_an_operational_one(tmp_path):
+  settings = dict(training_method="set", mode="train_and_eval")
+  first = run(tmp_path, **settings)
+  with pytest.raises(ValueError, match=(
+      r"^--momentum: 0.9 in the run directory, 0.5 now \(")):
+    run(tmp_path, **settings, momentum=0.5)
+  resumed = run(tmp_path, **settings, momentum=0.9, summaries_steps=2)
+  assert resumed["step"] == first["step"] == 2
+  assert resumed["test_loss"] == pytest.approx(first["test_loss"])
+
+
 def test_train_then_eval_modes(tmp_path):
   assert run(tmp_path, training_method="set", mode="train") is None
   once = run(tmp_path, training_method="set", mode="eval_once")

@@ -12,7 +12,8 @@ with an ERK distribution at 80% sparsity, on 8 GPUs:
 
 and the released checkpoints (TF1) with `--mode=eval_once --use_folder_stub=False
 --eval_once_ckpt_prefix=model.ckpt-3200000`. Re-running a command resumes from the
-run directory's latest checkpoint.
+run directory's latest checkpoint; a command that changes any flag but the
+`OPERATIONAL_FLAGS` is refused, naming the flag.
 
 Flags of the TF1 TPUEstimator that have no meaning here are accepted and do nothing:
 num_workers, ps_task, tpu_job_name, iterations_per_loop, num_cores, transpose_input,
@@ -44,6 +45,7 @@ FLAGS = flags.FlagValues()
 define = script_flags.FlagDefiner(FLAGS)
 ARCHITECTURES = ("resnet", "mobilenet_v1", "mobilenet_v2")
 MODES = ("train", "eval", "train_and_eval", "eval_once")
+IMAGE_CHANNELS = 3
 # The original's methods, plus gradual magnitude pruning (the paper's pruning baseline).
 METHODS = ("scratch", "baseline", "snip", "dnw", "set", "momentum", "rigl", "static",
            "prune")
@@ -154,6 +156,34 @@ define.integer("sparsity_end_step", 25000, "prune: last pruning step.")
 define.integer("pruning_frequency", 1000, "prune: steps between pruning updates.")
 script_flags.define_deterministic_flag(define)
 
+# Flags that say where and how a run goes, not what it trains; every other flag is the
+# run's identity (`script_flags.run_identity`), which a resumed run must match.
+OPERATIONAL_FLAGS = (
+    # TPUEstimator settings that do nothing here.
+    "num_workers", "ps_task", "tpu_job_name", "iterations_per_loop", "num_cores",
+    "transpose_input", "data_format", "is_warm_up", "block_width", "block_height",
+    # Where the data are (the same images, as TFRecords or through tensorflow-datasets)
+    # and where the run is kept. --load_mask_dir and --initial_value_checkpoint, which
+    # choose the run's start, and --use_synthetic_data are part of the identity.
+    "data_directory", "tfds_data_dir", "output_dir", "use_folder_stub",
+    # How long to train: the learning-rate schedule is in epochs, so a longer run
+    # continues a shorter one.
+    "train_steps",
+    # Checkpoint, export and evaluation cadence, checkpoints kept, reporting.
+    "steps_per_checkpoint", "keep_checkpoint_max", "export_model_freq", "steps_per_eval",
+    "summary_steps", "log_mask_imgs_each_iteration",
+    # What evaluation covers and how; training does not depend on them.
+    "eval_batch_size", "num_eval_images", "eval_on_train", "use_batch_statistics",
+    # Hardware: the strategy, its devices and the input's parallelism. The batch is
+    # global (--train_batch_size) and the input order does not depend on them.
+    "distribution_strategy", "use_tpu", "tpu", "master", "num_gpus",
+    "num_parallel_calls",
+    # What this process does with the run: train, evaluate, which checkpoint.
+    "mode", "eval_once_ckpt_prefix",
+    # Op determinism makes the computation reproducible without changing it.
+    "deterministic",
+)
+
 
 def run_directory() -> str:
   if not FLAGS.use_folder_stub:
@@ -201,15 +231,16 @@ def validate_flags() -> None:
   script_flags.check_output_directory(FLAGS, "output_dir")
 
 
-def build_model() -> tf_keras.Model:
-  width = FLAGS.width if FLAGS.width > 0 else 1.0
-  shape = (FLAGS.image_size, FLAGS.image_size, 3)
+def model_description() -> dict[str, object]:
+  """The network the flags name, as `rigl.models.from_description` builds it."""
+  arguments = {"width": FLAGS.width if FLAGS.width > 0 else 1.0,
+               "num_classes": FLAGS.num_label_classes,
+               "input_shape": (FLAGS.image_size, FLAGS.image_size, IMAGE_CHANNELS)}
   if FLAGS.model_architecture == "resnet":
-    return models.resnet(FLAGS.resnet_depth, width, FLAGS.num_label_classes, shape)
-  if FLAGS.model_architecture == "mobilenet_v1":
-    return models.mobilenet_v1(width, FLAGS.num_label_classes, shape)
-  return models.mobilenet_v2(width, FLAGS.num_label_classes, shape,
-                             expansion_factor=FLAGS.expansion_factor)
+    arguments["depth"] = FLAGS.resnet_depth
+  elif FLAGS.model_architecture == "mobilenet_v2":
+    arguments["expansion_factor"] = FLAGS.expansion_factor
+  return models.describe(FLAGS.model_architecture, **arguments)
 
 
 def sparsity_config() -> rigl.SparsityConfig:
@@ -252,19 +283,6 @@ def create_optimizer(model: tf_keras.Model) -> rigl.SparseOptimizer:
       density = 1.0 - optimizer.layer_sparsities[name]
       kernel.assign(kernel / np.sqrt(max(density, np.finfo(np.float32).tiny)))
   return optimizer
-
-
-def run_identity() -> dict[str, object]:
-  """The settings that define a run: a resumed run must match them."""
-  names = ("model_architecture", "resnet_depth", "width", "expansion_factor",
-           "num_label_classes", "image_size", "training_method", "end_sparsity",
-           "mask_init_method", "first_layer_sparsity", "last_layer_sparsity",
-           "erk_power_scale", "init_method", "train_batch_size", "base_learning_rate",
-           "momentum", "weight_decay", "label_smoothing", "use_adam", "use_sgdr",
-           "drop_fraction", "drop_fraction_anneal", "grow_init", "s_momentum",
-           "rigl_acc_scale", "maskupdate_begin_step", "maskupdate_end_step",
-           "maskupdate_frequency", "training_steps_multiplier", "seed", "precision")
-  return {name: FLAGS[name].value for name in names}
 
 
 def input_config() -> imagenet_input.InputConfig:
@@ -344,7 +362,8 @@ def run_on(strategy: tf.distribute.Strategy,
   script_flags.apply_deterministic_flag(FLAGS)
   with strategy.scope():
     tf_keras.utils.set_random_seed(FLAGS.seed)
-    model = build_model()
+    description = model_description()
+    model = models.from_description(description)
     optimizer = create_optimizer(model)
   if FLAGS.mode in ("train", "train_and_eval"):
     warm_start.start_new_run(
@@ -357,7 +376,8 @@ def run_on(strategy: tf.distribute.Strategy,
       steps_per_checkpoint=FLAGS.steps_per_checkpoint,
       summary_steps=FLAGS.summary_steps, save_path=save_path,
       # eval_once may read a checkpoint of another run (the released ones).
-      identity=None if FLAGS.mode == "eval_once" else run_identity(),
+      identity=(None if FLAGS.mode == "eval_once" else
+                script_flags.run_identity(FLAGS, OPERATIONAL_FLAGS, description)),
       l2_scale=FLAGS.weight_decay, label_smoothing=FLAGS.label_smoothing,
       keep_checkpoint_max=FLAGS.keep_checkpoint_max,
       mask_images=FLAGS.log_mask_imgs_each_iteration,

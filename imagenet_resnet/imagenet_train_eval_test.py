@@ -147,6 +147,19 @@ def write_tf1_checkpoint(prefix: str, sparsity: float, seed: int = 0) -> dict:
   return masks
 
 
+def test_resume_refuses_a_changed_identity_flag_and_accepts_an_operational_one(
+    data_dir, tmp_path):
+  settings = dict(data_directory=str(data_dir), training_method="set")
+  first = run(tmp_path, **settings)
+  with pytest.raises(ValueError,
+                     match=r"^--sparsity_end_step: 2 in the run directory, 3 now \("):
+    run(tmp_path, **settings, sparsity_end_step=3)
+  resumed = run(tmp_path, **settings, sparsity_end_step=2, summary_steps=5,
+                num_parallel_calls=1)
+  assert resumed["step"] == first["step"] == 1
+  assert resumed["test_loss"] == pytest.approx(first["test_loss"])
+
+
 def test_eval_once_on_a_tf1_checkpoint(data_dir, tmp_path):
   masks = write_tf1_checkpoint(str(tmp_path / "model.ckpt-32000"), sparsity=0.8)
   results = run(tmp_path, data_directory=str(data_dir), mode="eval_once",

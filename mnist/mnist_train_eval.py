@@ -8,7 +8,8 @@ files that Debian's `dataset-fashion-mnist` package installs:
       --data_dir=/usr/share/datasets/fashion-mnist --training_method=rigl \
       --end_sparsity=0.98 --num_epochs=20 --save_path=/tmp/mnist_rigl
 
-Re-running the same command resumes from the last checkpoint (one per epoch).
+Re-running the same command resumes from the last checkpoint (one per epoch); a
+command that changes any flag but the `OPERATIONAL_FLAGS` is refused, naming the flag.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import tf_keras
 
 import rigl
 from rigl import models
+from rigl import run_directory
 from rigl import script_flags
 from rigl import training
 from rigl import compression
@@ -27,7 +29,10 @@ from rigl.datasets import mnist as data
 
 FLAGS = flags.FlagValues()
 define = script_flags.FlagDefiner(FLAGS)
-NETWORK_TYPES = ("fc", "lenet5")
+# --network_type -> the `rigl.models` builder.
+NETWORK_BUILDERS = {"fc": "mnist_fc", "lenet5": "lenet5"}
+# The layer whose mask --input_mask_path reads.
+INPUT_LAYER = "layer1"
 OPTIMIZERS = ("sgd", "momentum", "adam")
 # Learning-rate drops of the original: dense runs at fixed epochs, sparse runs at
 # --lr_drop_epoch and this many epochs later; every drop divides the rate by 3.
@@ -50,7 +55,7 @@ define.integer("lr_drop_epoch", 75, "Epoch of the first learning-rate drop "
 define.enum("optimizer", "momentum", list(OPTIMIZERS),
             "Optimizer (adam keeps the learning rate constant).")
 define.float("l2_scale", 1e-4, "L2 penalty l2_scale * sum(w^2) / 2 on kernels.")
-define.enum("network_type", "fc", list(NETWORK_TYPES),
+define.enum("network_type", "fc", list(NETWORK_BUILDERS),
             "fc: 784-300-100-10; lenet5: LeNet-5.")
 define.enum("training_method", "baseline", list(rigl.TRAINING_METHODS),
             "Sparse training method.")
@@ -76,6 +81,22 @@ define.integer("seed", 0, "Seed of weights, masks and data order.")
 define.integer("summary_steps", 0, "Batches between progress lines and training "
                "summaries; 0: one per epoch, with each evaluation.")
 script_flags.define_deterministic_flag(define)
+
+# Flags that say where and how a run goes, not what it trains; every other flag is the
+# run's identity (`script_flags.run_identity`), which a resumed run must match.
+OPERATIONAL_FLAGS = (
+    # Where the data are (the same dataset, read as IDX files or through
+    # tensorflow-datasets) and where the run is kept. --input_mask_path, which chooses
+    # the input pixels, is part of the identity.
+    "mnist", "data_dir", "save_path",
+    # How long to train: the learning-rate drops are at fixed epochs, so a longer run
+    # continues a shorter one.
+    "num_epochs",
+    # Reporting and checkpointing.
+    "summary_steps", "mask_record_frequency", "save_model",
+    # Op determinism makes the computation reproducible without changing it.
+    "deterministic",
+)
 
 
 def sparsity_config(network_type: str, end_sparsity: float, mask_init_method: str,
@@ -118,13 +139,13 @@ def inner_optimizer(steps_per_epoch: int) -> tf_keras.optimizers.Optimizer:
 
 def read_input_mask(path: str) -> np.ndarray:
   """Input pixels that layer1 of a saved run still uses (any outgoing connection)."""
-  checkpoint = tf.train.latest_checkpoint(path) or path
+  checkpoint = run_directory.resolve_checkpoint(path, "input_mask_path")
   reader = tf.train.load_checkpoint(checkpoint)
-  keys = [key for key in reader.get_variable_to_shape_map()
-          if "_masks/layer1/" in key and "OPTIMIZER_SLOT" not in key]
-  if not keys:
-    raise ValueError(f"--input_mask_path {path}: no layer1 mask in {checkpoint}.")
-  return reader.get_tensor(keys[0]).any(axis=1)
+  key = run_directory.mask_keys(reader).get(INPUT_LAYER)
+  if key is None:
+    raise ValueError(f"--input_mask_path={path}: no {INPUT_LAYER} mask in "
+                     f"{checkpoint}.")
+  return reader.get_tensor(key).any(axis=1)
 
 
 def validate_flags() -> None:
@@ -142,14 +163,9 @@ def validate_flags() -> None:
   script_flags.check_output_directory(FLAGS, "save_path")
 
 
-def run_identity() -> dict[str, object]:
-  """The settings that define a run: a resumed run must match them."""
-  names = ("dataset", "network_type", "training_method", "end_sparsity",
-           "mask_init_method", "sparsity_scale", "optimizer", "batch_size", "seed",
-           "drop_fraction", "drop_fraction_anneal", "grow_init", "maskupdate_begin_step",
-           "maskupdate_end_step", "maskupdate_frequency", "prune_begin_step",
-           "prune_end_step", "pruning_frequency", "learning_rate", "l2_scale")
-  return {name: FLAGS[name].value for name in names}
+def model_description() -> dict[str, object]:
+  """The network --network_type names, as `rigl.models.from_description` builds it."""
+  return models.describe(NETWORK_BUILDERS[FLAGS.network_type])
 
 
 def run() -> dict[str, object]:
@@ -163,7 +179,8 @@ def run() -> dict[str, object]:
 
   script_flags.apply_deterministic_flag(FLAGS)
   tf_keras.utils.set_random_seed(FLAGS.seed)
-  model = models.build("mnist_fc" if flatten else "lenet5")
+  description = model_description()
+  model = models.from_description(description)
   optimizer = rigl.create_sparse_optimizer(
       FLAGS.training_method, inner_optimizer(steps_per_epoch), model,
       sparsity_config(FLAGS.network_type, FLAGS.end_sparsity, FLAGS.mask_init_method,
@@ -195,7 +212,9 @@ def run() -> dict[str, object]:
       train_steps=FLAGS.num_epochs * steps_per_epoch, global_batch_size=FLAGS.batch_size,
       steps_per_epoch=steps_per_epoch,
       count_batches=True,  # The original trains num_epochs full passes.
-      save_path=FLAGS.save_path, identity=run_identity(), l2_scale=FLAGS.l2_scale,
+      save_path=FLAGS.save_path,
+      identity=script_flags.run_identity(FLAGS, OPERATIONAL_FLAGS, description),
+      l2_scale=FLAGS.l2_scale,
       save_checkpoints=FLAGS.save_model,
       mask_record_frequency=FLAGS.mask_record_frequency,
       summary_steps=FLAGS.summary_steps)

@@ -82,6 +82,21 @@ def test_refuses_a_different_run_in_the_same_directory(idx_dir, tmp_path):
     run(idx_dir, tmp_path, training_method="rigl")
 
 
+def test_resume_refuses_a_changed_identity_flag_and_accepts_an_operational_one(
+    idx_dir, tmp_path, capsys):
+  first = run(idx_dir, tmp_path, training_method="set")
+  with pytest.raises(ValueError) as error:
+    run(idx_dir, tmp_path, training_method="set", momentum=0.5)
+  message = str(error.value)
+  assert "\n" not in message
+  assert message.startswith("--momentum: 0.9 in the run directory, 0.5 now ("), message
+  capsys.readouterr()
+  resumed = run(idx_dir, tmp_path, training_method="set", momentum=0.9, summary_steps=2)
+  assert "Resumed from" in capsys.readouterr().out
+  assert resumed["step"] == first["step"]
+  assert resumed["test_accuracy"] == first["test_accuracy"]
+
+
 def test_lenet5_and_mask_records(idx_dir, tmp_path):
   results = run(idx_dir, tmp_path, training_method="set", network_type="lenet5",
                 mask_record_frequency=2)

@@ -93,14 +93,13 @@ class FakeReader:
 def test_mask_keys_find_the_masks_not_their_neighbours():
   mask = "optimizer/_masks/{}/.ATTRIBUTES/VARIABLE_VALUE"
   reader = FakeReader([
-      mask.format("layer1"), "loss_scale/optimizer/_masks/conv/.ATTRIBUTES/VARIABLE_VALUE",
+      mask.format("layer1"), "loss_scale/" + mask.format("conv"),
       "optimizer/_masks/layer1/.OPTIMIZER_SLOT/optimizer/momentum/.ATTRIBUTES/"
       "VARIABLE_VALUE",
       "model/layer_with_weights-0/kernel/.ATTRIBUTES/VARIABLE_VALUE",
       "optimizer/_masks/layer2/.ATTRIBUTES/OTHER"])
   assert run_directory.mask_keys(reader) == {
-      "layer1": mask.format("layer1"),
-      "conv": "loss_scale/optimizer/_masks/conv/.ATTRIBUTES/VARIABLE_VALUE"}
+      "layer1": mask.format("layer1"), "conv": "loss_scale/" + mask.format("conv")}
 
 
 # ----- run identity -------------------------------------------------------------------
@@ -154,7 +153,8 @@ def test_an_older_record_without_a_setting_accepts_its_default(tmp_path):
 
 def test_settings_without_defaults_and_recorded_only_settings_are_refused(tmp_path):
   run_directory.check_run_directory(str(tmp_path), {"a": 1, "b": 2})
-  with pytest.raises(ValueError, match=r"^--b: 2 in the run directory, not a setting now"):
+  with pytest.raises(ValueError,
+                     match=r"^--b: 2 in the run directory, not a setting now"):
     run_directory.check_run_directory(str(tmp_path), {"a": 1})
   with pytest.raises(ValueError, match=r"^--c: not recorded in the run directory, 3 now"):
     run_directory.check_run_directory(str(tmp_path), {"a": 1, "b": 2, "c": 3})

@@ -4,6 +4,12 @@ The scripts share flag names with different defaults (`training_method` is `scra
 for ImageNet and `baseline` for CIFAR-10), so each keeps its own `absl.flags.FlagValues`
 instead of the process-wide `flags.FLAGS`: tests and benchmarks can import several of
 them into one process. The flags every script has are defined here once.
+
+A run's identity (`run_identity`) is every flag of its script except the script's
+`OPERATIONAL_FLAGS`: those that say where and how the run goes (paths, reporting,
+evaluation and checkpoint cadence, hardware, mode, no-ops) without changing what it
+trains. absl defines its own flags (--help, --flagfile) on the process-wide
+`flags.FLAGS`, not on a script's `FlagValues`, so they need no listing.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import contextlib
 import functools
 import os
 import sys
-from typing import Any, Callable, Iterable, Iterator, NoReturn, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, NoReturn, Sequence
 
 from absl import app
 from absl import flags
@@ -20,6 +26,7 @@ from absl import logging
 import tensorflow as tf
 
 from rigl import grow_init as grow_init_lib
+from rigl import run_directory
 from rigl import schedules
 from rigl import sparse_optimizer
 from rigl import methods
@@ -226,6 +233,41 @@ def check_sparsity_distribution(flag_values: flags.FlagValues,
                                 name: str = "mask_init_method") -> None:
   """Raises ValueError unless the flag `name` is one of `sparsity.DISTRIBUTIONS`."""
   check_choice(flag_values, name, sparsity.DISTRIBUTIONS)
+
+
+def flag_names(flag_values: flags.FlagValues) -> list[str]:
+  """Every flag of `flag_values` by its name (not its short name), in definition order."""
+  return [name for name in flag_values if flag_values[name].name == name]
+
+
+def run_identity(flag_values: flags.FlagValues, operational: Iterable[str],
+                 model: Mapping[str, Any] | None = None) -> run_directory.RunIdentity:
+  """The settings that define a run: every flag except the `operational` ones.
+
+  A resumed run must have the same (`run_directory.check_run_directory`). Each
+  identity flag's default goes with it: a run directory recorded before the flag was
+  part of the identity is accepted when the flag is at its default now.
+
+  Args:
+    flag_values: the script's flags.
+    operational: the script's `OPERATIONAL_FLAGS`.
+    model: the description of the script's model (`rigl.models.describe`), recorded
+      with the identity.
+
+  Raises:
+    ValueError: naming any of `operational` that is no flag of `flag_values` (a typo
+      would otherwise leave the flag it meant in the identity).
+  """
+  operational = set(operational)
+  names = flag_names(flag_values)
+  unknown = sorted(operational - set(names))
+  if unknown:
+    raise ValueError(f"Operational flags {', '.join(unknown)} are no flags of this "
+                     "script.")
+  identity = [name for name in names if name not in operational]
+  return run_directory.RunIdentity(
+      settings={name: flag_values[name].value for name in identity},
+      defaults={name: flag_values[name].default for name in identity}, model=model)
 
 
 def set_values(flag_values: flags.FlagValues, **values: Any) -> None:

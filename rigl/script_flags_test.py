@@ -64,18 +64,19 @@ SCRIPTS = {
     "mnist": Script(
         mnist_train_eval,
         ("--data_dir={data}", "--save_path={out}", "--training_method=rigl"),
-        ((mnist_train_eval.data, "load"), (mnist_train_eval.models, "build"))),
+        ((mnist_train_eval.data, "load"),
+         (mnist_train_eval.models, "from_description"))),
     "cifar10": Script(
         cifar10_train_eval,
         ("--data_directory={data}", "--train_dir={out}", "--training_method=rigl"),
         ((cifar10_train_eval.data, "load_split"),
-         (cifar10_train_eval.models, "wide_resnet"))),
+         (cifar10_train_eval.models, "from_description"))),
     "imagenet": Script(
         imagenet_train_eval,
         ("--data_directory={data}", "--output_dir={out}", "--training_method=rigl",
          "--mask_init_method=random"),
-        ((imagenet_train_eval.distribution, "create_strategy"),
-         (imagenet_train_eval, "build_model"),
+        ((imagenet_train_eval.strategies, "create_strategy"),
+         (imagenet_train_eval.models, "from_description"),
          (imagenet_train_eval.imagenet_input, "dataset"))),
 }
 
