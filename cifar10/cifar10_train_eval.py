@@ -40,9 +40,10 @@ MODES = ("train", "eval", "train_and_eval", "eval_once")
 # Learning rate: 0.1, divided by 5 at each boundary (steps x training_steps_multiplier).
 LR_BOUNDARIES = (30000, 60000, 90000)
 LR_VALUES = (0.1, 0.02, 0.004, 0.0008)
-NO_MASK_LOAD_METHODS = ("snip", "baseline", "prune")
-# Methods whose folder stub carries no sparsity settings (as the original's).
-DENSE_START_METHODS = ("baseline", "snip")
+# The original's folder stub: pruning records its own schedule, these methods record
+# zeros, every other method its mask-update schedule (a path format, kept as it was).
+PRUNING_STUB_METHOD = "prune"
+ZERO_STUB_METHODS = ("baseline", "snip")
 # WideResNet depths are 6n + 4 (three groups of n blocks of two convolutions), n >= 1.
 WRN_DEPTH_PER_BLOCK = 6
 WRN_DEPTH_OFFSET = 4
@@ -84,8 +85,7 @@ define.integer("sparsity_begin_step", 20000, "prune: first pruning step.")
 define.integer("sparsity_end_step", 75000, "prune: last pruning step.")
 define.integer("pruning_frequency", 1000, "prune: steps between pruning updates.")
 define.float("end_sparsity", 0.9, "Target sparsity.")
-define.enum("training_method", "baseline", list(rigl.TRAINING_METHODS),
-            "Sparse training method.")
+script_flags.define_training_method_flag(define, "baseline")
 define.boolean("prune_first_layer", False, "Sparsify the first convolution.")
 define.boolean("prune_last_layer", True, "Sparsify the logits layer.")
 script_flags.define_mask_update_flags(
@@ -122,10 +122,10 @@ def scaled(steps: int) -> int:
 def run_directory() -> str:
   """train_dir plus the original's folder stub (steps after the multiplier)."""
   method = FLAGS.training_method
-  if method == "prune":
+  if method == PRUNING_STUB_METHOD:
     stub = [FLAGS.end_sparsity, scaled(FLAGS.sparsity_begin_step),
             scaled(FLAGS.sparsity_end_step), FLAGS.pruning_frequency]
-  elif method in DENSE_START_METHODS:
+  elif method in ZERO_STUB_METHODS:
     stub = [0.0] * 4
   else:
     stub = [FLAGS.end_sparsity, scaled(FLAGS.maskupdate_begin_step),
@@ -205,7 +205,7 @@ def run() -> dict[str, object] | None:
     warm_start.start_new_run(
         save_path, model, optimizer, load_mask_dir=FLAGS.load_mask_dir,
         initial_value_checkpoint=FLAGS.initial_value_checkpoint,
-        uses_mask_dir=FLAGS.training_method not in NO_MASK_LOAD_METHODS)
+        uses_mask_dir=not script_flags.training_method_class(FLAGS).chooses_own_masks)
   config = training.RunConfig(
       train_steps=scaled(FLAGS.max_steps), global_batch_size=FLAGS.batch_size,
       steps_per_epoch=max(FLAGS.dataset_size // FLAGS.batch_size, 1),

@@ -46,12 +46,6 @@ define = script_flags.FlagDefiner(FLAGS)
 ARCHITECTURES = ("resnet", "mobilenet_v1", "mobilenet_v2")
 MODES = ("train", "eval", "train_and_eval", "eval_once")
 IMAGE_CHANNELS = 3
-# The original's methods, plus gradual magnitude pruning (the paper's pruning baseline).
-METHODS = ("scratch", "baseline", "snip", "dnw", "set", "momentum", "rigl", "static",
-           "prune")
-# Methods that choose their own masks; the others need --mask_init_method.
-NO_MASK_INIT_METHODS = ("snip", "dnw", "baseline", "prune")
-NO_MASK_INIT_NEEDED = ("baseline", "prune")
 
 # Original flags (spec: same names, defaults and meaning).
 define.enum("precision", "float32", list(strategies.PRECISIONS),
@@ -108,7 +102,7 @@ define.enum("mode", "train", list(MODES),
             "eval_once.")
 define.integer("export_model_freq", 2502,
                "mode=train: steps between SavedModel exports (and one at the end).")
-define.enum("training_method", "scratch", list(METHODS), "Sparse training method.")
+script_flags.define_training_method_flag(define, "scratch")
 define.enum("init_method", "baseline", ["baseline", "sparse"],
             "sparse: scale each masked kernel's initial values by "
             "1/sqrt(density), keeping the variance over active inputs.")
@@ -201,7 +195,8 @@ def scaled(steps: int) -> int:
 
 def validate_flags() -> None:
   """Fails at start, naming the flag, on settings that cannot work."""
-  if FLAGS.training_method not in NO_MASK_INIT_NEEDED and not FLAGS.mask_init_method:
+  method = script_flags.training_method_class(FLAGS)
+  if method.needs_sparsity_distribution and not FLAGS.mask_init_method:
     raise ValueError(f"--training_method={FLAGS.training_method} needs "
                      "--mask_init_method (random, erdos_renyi, erdos_renyi_kernel or str).")
   if FLAGS.mask_init_method:
@@ -369,7 +364,7 @@ def run_on(strategy: tf.distribute.Strategy,
     warm_start.start_new_run(
         save_path, model, optimizer, load_mask_dir=FLAGS.load_mask_dir,
         initial_value_checkpoint=FLAGS.initial_value_checkpoint,
-        uses_mask_dir=FLAGS.training_method not in NO_MASK_INIT_METHODS)
+        uses_mask_dir=not script_flags.training_method_class(FLAGS).chooses_own_masks)
   config = training.RunConfig(
       train_steps=scaled(FLAGS.train_steps), global_batch_size=FLAGS.train_batch_size,
       steps_per_epoch=steps_per_epoch, steps_per_eval=FLAGS.steps_per_eval,

@@ -57,8 +57,7 @@ define.enum("optimizer", "momentum", list(OPTIMIZERS),
 define.float("l2_scale", 1e-4, "L2 penalty l2_scale * sum(w^2) / 2 on kernels.")
 define.enum("network_type", "fc", list(NETWORK_BUILDERS),
             "fc: 784-300-100-10; lenet5: LeNet-5.")
-define.enum("training_method", "baseline", list(rigl.TRAINING_METHODS),
-            "Sparse training method.")
+script_flags.define_training_method_flag(define, "baseline")
 script_flags.define_mask_update_flags(
     define, maskupdate_end_step=50000, drop_fraction_anneal="cosine")
 define.string("input_mask_path", "",
@@ -119,7 +118,7 @@ def learning_rate(steps_per_epoch: int):
   """Piecewise-constant rate with the original's drops (constant for Adam)."""
   if FLAGS.optimizer == "adam":
     return FLAGS.learning_rate
-  if FLAGS.training_method == "baseline":
+  if not script_flags.training_method_class(FLAGS).sparsifies:
     epochs = DENSE_LR_DROP_EPOCHS
   else:
     epochs = (FLAGS.lr_drop_epoch, FLAGS.lr_drop_epoch + SPARSE_SECOND_DROP_OFFSET)

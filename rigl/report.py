@@ -22,16 +22,14 @@ import sys
 from typing import Any, Mapping, Sequence
 
 from rigl import flops
+from rigl import methods
 from rigl import models
 from rigl import run_directory
 
-METHOD_LABELS = {"baseline": "Dense", "scratch": "Static", "set": "SET",
-                 "static": "Static (re-init)", "momentum": "SNFS", "rigl": "RigL",
-                 "snip": "SNIP", "dnw": "DNW", "prune": "Pruning"}
 DISTRIBUTION_LABELS = {"random": "Uniform", "erdos_renyi": "ER",
                        "erdos_renyi_kernel": "ERK", "str": "Custom"}
-METHOD_MARKERS = {"baseline": "*", "scratch": "o", "set": "s", "static": "v",
-                  "momentum": "^", "rigl": "D", "snip": "P", "dnw": "<", "prune": "X"}
+# Plot markers, given to the registered methods in order.
+METHOD_MARKERS = "*osv^DP<X"
 OTHER_MARKER = "o"
 NOT_AVAILABLE = "n/a"
 PERCENT = 100
@@ -47,6 +45,20 @@ NOTES = (
     "describes, at the per-layer sparsities in the results; n/a where it describes "
     "none.",
 )
+
+
+def method_label(method: str) -> str:
+  """The registered method's report label; an unknown one is named by its flag value."""
+  cls = methods.TRAINING_METHODS.get(method)
+  return cls.label if cls else method
+
+
+def method_marker(method: str) -> str:
+  """A plot marker per registered method (OTHER_MARKER for others)."""
+  names = list(methods.TRAINING_METHODS)
+  if method not in names or names.index(method) >= len(METHOD_MARKERS):
+    return OTHER_MARKER
+  return METHOD_MARKERS[names.index(method)]
 
 
 class ReportError(ValueError):
@@ -71,7 +83,7 @@ class Run:
 
   @property
   def method_label(self) -> str:
-    label = METHOD_LABELS.get(self.method, self.method)
+    label = method_label(self.method)
     if self.training_steps_multiplier != 1:
       label += f" {self.training_steps_multiplier:g}x"
     return label
@@ -127,7 +139,8 @@ def read_run(path: str | pathlib.Path) -> Run:
       raise ReportError(f"{results_path}: not a results file (no {key})")
   method = settings["training_method"]
   multiplier = float(settings.get("training_steps_multiplier", 1.0))
-  dense = method == "baseline"
+  method_class = methods.TRAINING_METHODS.get(method)
+  dense = method_class is not None and not method_class.sparsifies
   # Relative to dense training of the standard length, not of this run's.
   training_ratio = float(results.get("training_flops_ratio", math.nan)) * multiplier
   # The scripts fall back to uniform when a method needs no --mask_init_method.
@@ -186,8 +199,8 @@ def plot(runs: Sequence[Run], path: str | pathlib.Path) -> None:
               if run.method == method and run.training_flops_ratio > 0]
     if points:
       xs, ys = zip(*points)
-      axis.plot(xs, ys, linestyle="none", marker=METHOD_MARKERS.get(method, OTHER_MARKER),
-                markersize=8, label=METHOD_LABELS.get(method, method))
+      axis.plot(xs, ys, linestyle="none", marker=method_marker(method),
+                markersize=8, label=method_label(method))
   axis.set_xscale("log")
   axis.set_xlabel("training FLOPs (x dense 1x training, log scale)")
   axis.set_ylabel("top-1 accuracy (%)")

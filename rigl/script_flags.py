@@ -50,6 +50,21 @@ class FlagDefiner:
                              flag_values=self._flag_values)
 
 
+def define_training_method_flag(define: FlagDefiner, default: str) -> None:
+  """--training_method: any registered method (checked by `training_method_class`).
+
+  A string flag rather than an enum, so that a method registered after the script was
+  imported (one class with `@rigl.methods.register`) is accepted too.
+  """
+  define.string("training_method", default, "Training method: one of "
+                f"{', '.join(methods.TRAINING_METHODS)}, or any other registered method.")
+
+
+def training_method_class(flag_values: flags.FlagValues) -> type:
+  """The class of --training_method; ValueError naming the flag and allowed values."""
+  return methods.method_class(flag_values.training_method)
+
+
 def define_mask_update_flags(define: FlagDefiner, *, maskupdate_end_step: int,
                              drop_fraction_anneal: str) -> None:
   """The dynamic-sparse-training flags every script has (original names and help)."""
@@ -218,7 +233,7 @@ def check_mask_update_flags(flag_values: flags.FlagValues,
   builds it (with the same `scale`).
   """
   method = flag_values.training_method
-  optimizer_class = methods.TRAINING_METHODS[method]
+  optimizer_class = training_method_class(flag_values)
   grows = issubclass(optimizer_class, sparse_optimizer.DynamicSparseOptimizer)
   allow_gradient = not grows or optimizer_class.allows_gradient_grow_init
   try:

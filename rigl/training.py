@@ -171,12 +171,7 @@ def sparsity_report(model: tf_keras.Model,
   """Global sparsity over all conv/dense kernels, and each masked layer's."""
   per_layer = {name: float(np.mean(mask.numpy() == 0))
                for name, mask in optimizer.masks.items()}
-  zeros = total = 0
-  for kernel in model_kernels(model):
-    values = kernel.numpy()
-    zeros += int(np.sum(values == 0))
-    total += values.size
-  return zeros / total, per_layer
+  return kernel_selection.global_sparsity(model, optimizer.kernels), per_layer
 
 
 class _Counters(tf.Module):
