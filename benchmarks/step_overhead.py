@@ -48,8 +48,9 @@ from rigl import training
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FLAGS = flags.FLAGS
-METHODS = {"baseline": "Dense", "scratch": "Static", "set": "SET", "momentum": "SNFS",
-           "rigl": "RigL", "prune": "Pruning"}
+# The methods timed, with their report labels.
+METHODS = {name: rigl.TRAINING_METHODS[name].label
+           for name in ("baseline", "scratch", "set", "momentum", "rigl", "prune")}
 SPARSITY = 0.9
 DROP_FRACTION = 0.3
 # A step never reached (schedules that never fire, endless runs).

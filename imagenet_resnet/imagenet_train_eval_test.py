@@ -11,6 +11,7 @@ import tensorflow as tf
 import tf_keras
 
 from imagenet_resnet import imagenet_train_eval
+from rigl import methods
 from rigl import script_flags
 from rigl import training
 from rigl.testing import fake_imagenet
@@ -54,7 +55,7 @@ def run(output_dir, **overrides):
   return imagenet_train_eval.run()
 
 
-@pytest.mark.parametrize("method", imagenet_train_eval.METHODS)
+@pytest.mark.parametrize("method", list(methods.TRAINING_METHODS))
 def test_every_method_trains_resnet_on_tfrecords(data_dir, tmp_path, method):
   results = run(tmp_path, data_directory=str(data_dir), training_method=method,
                 train_steps=2, steps_per_eval=2)
