@@ -24,12 +24,8 @@ TRAIN_FILES, IMAGES_PER_FILE, EVAL_IMAGES = 2, 6, 8
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  directory = tmp_path_factory.mktemp("imagenet")
-  fake_imagenet.write_tfrecords(directory, "train", TRAIN_FILES, IMAGES_PER_FILE, seed=0,
-                                num_classes=NUM_CLASSES)
-  fake_imagenet.write_tfrecords(directory, "validation", 1, EVAL_IMAGES, seed=1,
-                                num_classes=NUM_CLASSES)
-  return directory
+  return fake_imagenet.write_dataset(tmp_path_factory.mktemp("imagenet"), TRAIN_FILES,
+                                     IMAGES_PER_FILE, EVAL_IMAGES, NUM_CLASSES)
 
 
 @pytest.fixture(autouse=True)

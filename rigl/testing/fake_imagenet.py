@@ -37,3 +37,12 @@ def write_tfrecords(path: pathlib.Path, prefix: str, files: int, per_file: int,
                 value=[label]))}))
         writer.write(example.SerializeToString())
   return labels
+
+
+def write_dataset(path: pathlib.Path, train_files: int, images_per_file: int,
+                  eval_images: int, num_classes: int) -> pathlib.Path:
+  """Writes `train-*` and one `validation-*` file of random images; returns `path`."""
+  write_tfrecords(path, "train", train_files, images_per_file, seed=0,
+                  num_classes=num_classes)
+  write_tfrecords(path, "validation", 1, eval_images, seed=1, num_classes=num_classes)
+  return path
