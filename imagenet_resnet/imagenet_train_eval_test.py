@@ -13,6 +13,7 @@ import tf_keras
 from imagenet_resnet import imagenet_train_eval
 from rigl import methods
 from rigl import script_flags
+from rigl import run_directory
 from rigl import training
 from rigl.testing import fake_imagenet
 
@@ -168,7 +169,7 @@ def test_eval_once_on_a_tf1_checkpoint(data_dir, tmp_path):
     assert results["per_layer_sparsity"][name] == pytest.approx(np.mean(mask == 0))
   assert results["eval_examples"] == EVAL_IMAGES and np.isfinite(results["test_loss"])
   assert (tmp_path / "eval_once_model.ckpt-32000.json").exists()
-  assert not (tmp_path / training.RUN_CONFIG_FILE).exists()  # Nothing to resume.
+  assert not (tmp_path / run_directory.RUN_CONFIG_FILE).exists()  # Nothing to resume.
 
 
 def test_rigl_under_mirrored_strategy_keeps_replicas_identical(data_dir, tmp_path):

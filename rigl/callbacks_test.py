@@ -10,7 +10,6 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
-from rigl import callbacks
 from rigl import flops
 
 BATCH, BATCHES_PER_EPOCH = 4, 6

@@ -189,7 +189,7 @@ def test_export_errors(run, tmp_path):
   with pytest.raises(ValueError, match="--checkpoint.*no .*missing.index"):
     export.export(str(tmp_path / "missing"), export.TFLITE, str(tmp_path / "m.tflite"))
   _copy_checkpoint(directory, tmp_path)
-  (tmp_path / training.RUN_CONFIG_FILE).write_text("{network_type: fc")
+  (tmp_path / run_directory.RUN_CONFIG_FILE).write_text("{network_type: fc")
   with pytest.raises(ValueError, match="--checkpoint.*run_config.json is not JSON"):
     export.export(str(tmp_path), export.TFLITE, str(tmp_path / "m.tflite"))
 

@@ -59,7 +59,6 @@ from rigl.run_directory import CHECKPOINT_NAME
 from rigl.run_directory import EXPORT_DIR
 from rigl.run_directory import MASK_RECORDS_FILE
 from rigl.run_directory import RESULTS_FILE
-from rigl.run_directory import RUN_CONFIG_FILE  # pylint: disable=unused-import
 from rigl.run_directory import RunIdentity
 from rigl.run_directory import check_run_directory
 from rigl.run_directory import verify_checkpoint

@@ -12,6 +12,7 @@ import tf_keras
 
 import rigl
 from rigl import strategies
+from rigl import run_directory
 from rigl import training
 
 NUM_FEATURES, NUM_CLASSES = 6, 7
@@ -318,8 +319,8 @@ def rigl_run(tmp_path_factory):
 def copy_run(source, target, numbers, listed=None):
   """Copies checkpoints `numbers` of a run; the state file lists `listed` (all)."""
   target.mkdir()
-  (target / training.RUN_CONFIG_FILE).write_bytes(
-      (source / training.RUN_CONFIG_FILE).read_bytes())
+  (target / run_directory.RUN_CONFIG_FILE).write_bytes(
+      (source / run_directory.RUN_CONFIG_FILE).read_bytes())
   for number in numbers:
     for path in source.glob(f"model.ckpt-{number}.*"):
       (target / path.name).write_bytes(path.read_bytes())
