@@ -207,10 +207,11 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
 
   @property
   def variables(self):
-    own = list(self._masks.values()) + self._state_variables()
-    schedule = self.mask_schedule
-    if schedule.state_name is not None and hasattr(self, schedule.state_attribute):
-      own.insert(len(self._masks), getattr(self, schedule.state_attribute))
+    schedule_state = self._schedule_state()
+    own = list(self._masks.values())
+    if schedule_state is not None:
+      own.append(schedule_state)
+    own += self._state_variables()
     # A legacy optimizer's `variables` is a method; the current one's a callable list.
     return keras_compat.callable_list(list(self._optimizer.variables()) + own)
 
@@ -353,11 +354,13 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
     elif is_update is not False:
       tf.cond(is_update, lambda: update(step), lambda: tf.constant(False))
 
+  def _schedule_state(self) -> tf.Variable | None:
+    """The schedule's state variable (None: its schedule keeps none, or not bound yet)."""
+    attribute = self.mask_schedule.state_attribute
+    return getattr(self, attribute, None) if attribute is not None else None
+
   def _is_update_step(self, step: tf.Tensor) -> tf.Tensor | bool:
-    schedule = self.mask_schedule
-    state = (getattr(self, schedule.state_attribute)
-             if schedule.state_name is not None else None)
-    return schedule.is_update_step(step, state)
+    return self.mask_schedule.is_update_step(step, self._schedule_state())
 
   def _before_step(self, strategy, grads, dense_grads, variables) -> list[tf.Tensor]:
     """Runs before every step; returns the gradients the optimizer step applies."""
@@ -409,10 +412,11 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
           functools.partial(self._update_layer, layer.name, context, step),
           args=(layer.kernel, self._followed_slots(layer.name), dense_grad,
                 self._layer_state(layer.name)), group=False)
-    schedule = self.mask_schedule
-    if schedule.state_name is not None:
-      strategy.extended.update(getattr(self, schedule.state_attribute), mask_ops.assign,
-                               args=(schedule.state_after_update(step),), group=False)
+    schedule_state = self._schedule_state()
+    if schedule_state is not None:
+      strategy.extended.update(
+          schedule_state, mask_ops.assign,
+          args=(self.mask_schedule.state_after_update(step),), group=False)
     return tf.constant(True)
 
   def _update_context(self, step: tf.Tensor) -> Any:
