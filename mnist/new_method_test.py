@@ -32,9 +32,9 @@ class SaliencyGrowth(sparse_optimizer.DynamicSparseOptimizer):
   flops_rule = flops.DENSE_GRADIENT_ON_UPDATES
   update_replaces_step = True
 
-  def _grow_score(self, kernel, mask, dense_grad, state, seed_fn):
+  def _grow_score(self, ops, kernel, mask, dense_grad, state, random):
     # Absent weights are 0: add |gradient| so that they can be told apart.
-    return tf.abs(dense_grad) * (1.0 + tf.abs(kernel))
+    return ops.abs(dense_grad) * (1.0 + ops.abs(kernel))
 
 
 @pytest.fixture

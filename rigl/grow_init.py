@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Callable
 
-import tensorflow as tf
+from rigl import array_ops
 
 ZEROS = "zeros"
 INITIAL_DIST = "initial_dist"
@@ -27,9 +26,6 @@ GRADIENT_KINDS = (GRAD_SCALE, GRAD_SIGN)
 ALL_KINDS = (ZEROS, INITIAL_DIST, RANDOM_NORMAL, RANDOM_UNIFORM) + GRADIENT_KINDS
 _PATTERN = re.compile(r"(initial_dist|random_normal|random_uniform|grad_scale|grad_sign)"
                       r"(?:_(\d*\.?\d+))?")
-
-SeedFn = Callable[[str], tf.Tensor]
-
 
 @dataclasses.dataclass(frozen=True)
 class GrowInit:
@@ -64,44 +60,43 @@ def parse(grow_init: str, allow_gradient: bool = False) -> GrowInit:
   return GrowInit(match.group(1), divisor)
 
 
-def _masked_moments(kernel: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def _masked_moments(ops, kernel, mask):
   """Standard deviation and mean absolute value of the active weights."""
-  count = tf.maximum(tf.reduce_sum(mask), 1.0)
-  mean = tf.reduce_sum(kernel * mask) / count
-  variance = tf.reduce_sum(tf.square(kernel - mean) * mask) / count
-  mean_abs = tf.reduce_sum(tf.abs(kernel) * mask) / count
-  return tf.sqrt(variance), mean_abs
+  count = ops.maximum(ops.sum(mask), 1.0)
+  mean = ops.sum(kernel * mask) / count
+  variance = ops.sum(ops.square(kernel - mean) * mask) / count
+  mean_abs = ops.sum(ops.abs(kernel) * mask) / count
+  return ops.sqrt(variance), mean_abs
 
 
-def grow_values(init: GrowInit, kernel: tf.Tensor, mask: tf.Tensor, seed_fn: SeedFn,
-                gradient: tf.Tensor | None = None,
-                initial_kernel: tf.Tensor | None = None) -> tf.Tensor:
+def grow_values(init: GrowInit, kernel, mask, random: array_ops.Random,
+                gradient=None, initial_kernel=None, ops=array_ops.TENSORFLOW):
   """Values for every position of `kernel`; the caller keeps those of new connections.
 
   Args:
     init: the parsed grow_init.
     kernel, mask: the layer's weights and its mask before the update (float).
-    seed_fn: returns a stateless seed for a tag.
+    random: the layer's stateless random draws at this step.
     gradient: dense loss gradient, needed by the gradient kinds.
     initial_kernel: the layer's kernel at initialisation, needed by initial_dist.
+    ops: the array namespace (`array_ops.TENSORFLOW` or `keras.ops`).
   """
-  shape, dtype = tf.shape(kernel), kernel.dtype
+  shape, dtype = ops.shape(kernel), kernel.dtype
   if init.kind == ZEROS:
-    return tf.zeros_like(kernel)
+    return ops.zeros_like(kernel)
   if init.kind == INITIAL_DIST:
-    flat = tf.reshape(initial_kernel, [-1])
-    order = tf.argsort(tf.random.stateless_uniform(tf.shape(flat), seed_fn("grow_init_s")))
-    values = tf.reshape(tf.gather(flat, order), shape)
+    flat = ops.reshape(initial_kernel, [-1])
+    order = ops.argsort(random.uniform("grow_init_s", ops.shape(flat), "float32"))
+    values = ops.reshape(ops.take(flat, order), shape)
   elif init.kind == RANDOM_NORMAL:
-    std, _ = _masked_moments(kernel, mask)
-    values = tf.random.stateless_normal(shape, seed_fn("grow_init_n"), stddev=std,
-                                        dtype=dtype)
+    std, _ = _masked_moments(ops, kernel, mask)
+    values = random.normal("grow_init_n", shape, dtype, stddev=std)
   elif init.kind == RANDOM_UNIFORM:
-    _, mean_abs = _masked_moments(kernel, mask)
-    values = tf.random.stateless_uniform(shape, seed_fn("grow_init_u"), dtype=dtype,
-                                         minval=-1.0, maxval=1.0) * mean_abs
+    _, mean_abs = _masked_moments(ops, kernel, mask)
+    values = random.uniform("grow_init_u", shape, dtype, minval=-1.0,
+                            maxval=1.0) * mean_abs
   elif init.kind == GRAD_SCALE:
     values = gradient
   else:
-    values = tf.sign(gradient)
-  return tf.cast(values, dtype) / tf.cast(init.divisor, dtype)
+    values = ops.sign(gradient)
+  return ops.cast(values, dtype) / ops.cast(init.divisor, dtype)

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rigl import array_ops
 from rigl import grow_init
 
 
 def fixed_seed_fn(offset=0):
-  """A seed function that depends only on the tag (and a fixed offset)."""
-  return lambda tag: tf.constant([len(tag) + offset, 7], tf.int32)
+  """Random draws of a fixed layer and step; `offset` changes every draw."""
+  return array_ops.TensorFlowRandom("layer", offset, tf.constant(7))
 
 
 def kernel_and_mask(shape, dtype, seed=0, active=0.5):

@@ -105,9 +105,8 @@ class SET(DynamicSparseOptimizer):
   """SET (Mocanu et al., 2018): grows uniformly random connections."""
   flag_name, label = "set", "SET"
 
-  def _grow_score(self, kernel, mask, dense_grad, state, seed_fn):
-    return tf.random.stateless_uniform(tf.shape(kernel), seed_fn("grow"),
-                                       dtype=kernel.dtype)
+  def _grow_score(self, ops, kernel, mask, dense_grad, state, random):
+    return random.uniform("grow", ops.shape(kernel), kernel.dtype)
 
 
 @register
@@ -116,8 +115,8 @@ class StaticReinit(DynamicSparseOptimizer):
   flag_name, label = "static", "Static (re-init)"
   reinit_when_same = True
 
-  def _grow_score(self, kernel, mask, dense_grad, state, seed_fn):
-    return tf.cast(mask, kernel.dtype)
+  def _grow_score(self, ops, kernel, mask, dense_grad, state, random):
+    return ops.cast(mask, kernel.dtype)
 
 
 @register
@@ -133,10 +132,14 @@ class SNFS(DynamicSparseOptimizer):
 
   def __init__(self, optimizer, model, sparsity=None, *, s_momentum: float = 0.9,
                **kwargs):
-    if not 0.0 <= s_momentum <= 1.0:
-      raise ValueError(f"`s_momentum` must be in [0, 1]; got {s_momentum}.")
     self.s_momentum = float(s_momentum)
+    self.check_options(self)
     super().__init__(optimizer, model, sparsity, **kwargs)
+
+  @staticmethod
+  def check_options(method) -> None:
+    if not 0.0 <= method.s_momentum <= 1.0:
+      raise ValueError(f"`s_momentum` must be in [0, 1]; got {method.s_momentum}.")
 
   def _create_state(self) -> None:
     super()._create_state()
@@ -164,8 +167,8 @@ class SNFS(DynamicSparseOptimizer):
           args=(grad,), group=False)
     return grads
 
-  def _grow_score(self, kernel, mask, dense_grad, state, seed_fn):
-    return tf.abs(tf.convert_to_tensor(state["grad_ema"]))
+  def _grow_score(self, ops, kernel, mask, dense_grad, state, random):
+    return ops.abs(ops.convert_to_tensor(state["grad_ema"]))
 
 
 @register
@@ -186,10 +189,10 @@ class RigL(DynamicSparseOptimizer):
     self.rigl_acc_scale = float(rigl_acc_scale)
     super().__init__(optimizer, model, sparsity, **kwargs)
 
-  def _grow_score(self, kernel, mask, dense_grad, state, seed_fn):
-    return tf.abs(dense_grad)
+  def _grow_score(self, ops, kernel, mask, dense_grad, state, random):
+    return ops.abs(dense_grad)
 
-  def _new_slot_values(self, dense_grad):
+  def _new_slot_values(self, ops, dense_grad):
     return dense_grad * self.rigl_acc_scale
 
 
@@ -213,8 +216,8 @@ class SNIP(SparseOptimizer):
   def is_snipped(self) -> tf.Variable:
     return self._is_snipped
 
-  def _saliency(self, weights, dense_grad, state):
-    return tf.abs(dense_grad * weights)
+  def _saliency(self, ops, weights, dense_grad, state):
+    return ops.abs(dense_grad * weights)
 
 
 @register
@@ -262,8 +265,8 @@ class DNW(SparseOptimizer):
     super()._update_layer(layer_name, context, step, mask, kernel, slots, dense_grad,
                           state)
 
-  def _saliency(self, weights, dense_grad, state):
-    return tf.abs(weights)
+  def _saliency(self, ops, weights, dense_grad, state):
+    return ops.abs(weights)
 
 
 @register
@@ -283,19 +286,24 @@ class GradualPruning(SparseOptimizer):
   def __init__(self, optimizer, model, sparsity=None, *, pruning_begin_step: int = 0,
                pruning_end_step: int = 10000, pruning_frequency: int = 100,
                threshold_decay: float = 0.0, **kwargs):
-    if not 0.0 <= threshold_decay < 1.0:
-      raise ValueError(f"`threshold_decay` must be in [0, 1); got {threshold_decay}.")
     self.pruning_begin_step = int(pruning_begin_step)
     self.pruning_end_step = int(pruning_end_step)
     self.pruning_frequency = int(pruning_frequency)
     self.threshold_decay = float(threshold_decay)
-    self.pruning_schedule = keras_compat.untracked(self, schedules.PolynomialSparsity(
-        self.pruning_begin_step, self.pruning_end_step, self.pruning_frequency))
+    self.check_options(self)
     super().__init__(optimizer, model, sparsity, **kwargs)
+
+  @staticmethod
+  def check_options(method) -> None:
+    if not 0.0 <= method.threshold_decay < 1.0:
+      raise ValueError(f"`threshold_decay` must be in [0, 1); got "
+                       f"{method.threshold_decay}.")
+    _ = method.mask_schedule  # Raises on an impossible ramp.
 
   @property
   def mask_schedule(self) -> schedules.PolynomialSparsity:
-    return self.pruning_schedule
+    return schedules.PolynomialSparsity(self.pruning_begin_step, self.pruning_end_step,
+                                        self.pruning_frequency)
 
   def _create_state(self) -> None:
     self._thresholds = {
@@ -308,7 +316,8 @@ class GradualPruning(SparseOptimizer):
 
   def target_sparsity_at(self, layer_name: str, step) -> tf.Tensor:
     """The scheduled sparsity of `layer_name` at `step`."""
-    return self.pruning_schedule.sparsity_at(step, self.layer_sparsities[layer_name])
+    return self.mask_schedule.sparsity_at(step, self.layer_sparsities[layer_name],
+                                          self.ops)
 
   def _update_context(self, step):
     return {name: self.target_sparsity_at(name, step) for name in self.layer_sparsities}

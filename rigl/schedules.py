@@ -30,7 +30,12 @@ import re
 
 from typing import Any, Protocol
 
-import tensorflow as tf
+import numpy as np
+
+from rigl import array_ops
+
+# A tensor of the array namespace in use (TensorFlow, JAX or PyTorch).
+Tensor = Any
 
 CONSTANT = "constant"
 COSINE = "cosine"
@@ -85,34 +90,36 @@ class MaskUpdateSchedule:
   state_name = "last_mask_update_step"
   state_attribute = "_last_update_step"
 
-  def initial_state(self) -> tf.Tensor:
-    return tf.constant(-self.frequency, tf.int64)
+  def initial_state(self) -> np.int64:
+    return np.int64(-self.frequency)
 
-  def state_after_update(self, step: tf.Tensor) -> tf.Tensor:
+  def state_after_update(self, step: Tensor) -> Tensor:
     return step
 
-  def is_update_step(self, step: tf.Tensor, last_update_step: tf.Tensor) -> tf.Tensor:
+  def is_update_step(self, step: Tensor, last_update_step: Tensor,
+                     ops=array_ops.TENSORFLOW) -> Tensor:
     """Whether masks are updated at `step`, given the step of the last update."""
-    step = tf.cast(step, tf.int64)
-    last_update_step = tf.cast(last_update_step, tf.int64)
+    step = ops.cast(step, "int64")
+    last_update_step = ops.cast(last_update_step, "int64")
     started = step >= self.begin_step
-    not_ended = tf.constant(True) if self.end_step < 0 else step <= self.end_step
     due = last_update_step + self.frequency <= step
-    return started & not_ended & due
+    if self.end_step < 0:
+      return ops.logical_and(started, due)
+    return ops.logical_and(ops.logical_and(started, step <= self.end_step), due)
 
-  def drop_fraction_at(self, step: tf.Tensor) -> tf.Tensor:
+  def drop_fraction_at(self, step: Tensor, ops=array_ops.TENSORFLOW) -> Tensor:
     """The annealed drop fraction alpha_t (float32) at `step`."""
-    step = tf.cast(step, tf.float32)
-    alpha = tf.constant(self.drop_fraction, tf.float32)
+    step = ops.cast(step, "float32")
+    alpha = ops.cast(self.drop_fraction, "float32")
     if self.drop_fraction_anneal == CONSTANT:
       return alpha
     span = float(self.end_step - self.begin_step)
     if self.drop_fraction_anneal == COSINE:
-      progress = tf.minimum(step, span) / span
-      return alpha * 0.5 * (1.0 + tf.cos(math.pi * progress))
+      progress = ops.minimum(step, span) / span
+      return alpha * 0.5 * (1.0 + ops.cos(math.pi * progress))
     exponent = parse_exponent(self.drop_fraction_anneal)
     progress = (step - self.begin_step) / span
-    return alpha * tf.pow(1.0 - progress, exponent)
+    return alpha * ops.power(1.0 - progress, exponent)
 
 
 class MaskSchedule(Protocol):
@@ -129,10 +136,10 @@ class MaskSchedule(Protocol):
 
   def initial_state(self) -> Any: ...
 
-  def state_after_update(self, step: tf.Tensor) -> Any: ...
+  def state_after_update(self, step: Tensor) -> Any: ...
 
-  def is_update_step(self, step: tf.Tensor, state: tf.Variable | None
-                     ) -> tf.Tensor | bool: ...
+  def is_update_step(self, step: Tensor, state: Tensor | None,
+                     ops=array_ops.TENSORFLOW) -> Tensor | bool: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,11 +151,11 @@ class Never:
   def initial_state(self) -> None:
     return None
 
-  def state_after_update(self, step: tf.Tensor) -> None:
+  def state_after_update(self, step: Tensor) -> None:
     del step
 
-  def is_update_step(self, step: tf.Tensor, state: None) -> bool:
-    del step, state
+  def is_update_step(self, step: Tensor, state: None, ops=array_ops.TENSORFLOW) -> bool:
+    del step, state, ops
     return False
 
 
@@ -156,8 +163,8 @@ class Never:
 class EveryStep(Never):
   """Masks change after every optimizer step (DNW)."""
 
-  def is_update_step(self, step: tf.Tensor, state: None) -> bool:
-    del step, state
+  def is_update_step(self, step: Tensor, state: None, ops=array_ops.TENSORFLOW) -> bool:
+    del step, state, ops
     return True
 
 
@@ -167,15 +174,16 @@ class OneShot:
   state_name = "is_snipped"
   state_attribute = "_is_snipped"
 
-  def initial_state(self) -> tf.Tensor:
-    return tf.constant(False)
+  def initial_state(self) -> bool:
+    return False
 
-  def state_after_update(self, step: tf.Tensor) -> tf.Tensor:
+  def state_after_update(self, step: Tensor) -> bool:
     del step
-    return tf.constant(True)
+    return True
 
-  def is_update_step(self, step: tf.Tensor, done: tf.Variable) -> tf.Tensor:
-    return tf.logical_and(tf.equal(step, 0), tf.logical_not(done))
+  def is_update_step(self, step: Tensor, done: Tensor, ops=array_ops.TENSORFLOW
+                     ) -> Tensor:
+    return ops.logical_and(ops.equal(step, 0), ops.logical_not(done))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,19 +216,20 @@ class PolynomialSparsity:
   def initial_state(self) -> None:
     return None
 
-  def state_after_update(self, step: tf.Tensor) -> None:
+  def state_after_update(self, step: Tensor) -> None:
     del step
 
-  def is_update_step(self, step: tf.Tensor, state: None = None) -> tf.Tensor:
+  def is_update_step(self, step: Tensor, state: None = None, ops=array_ops.TENSORFLOW
+                     ) -> Tensor:
     del state
-    in_range = tf.logical_and(
-        tf.greater_equal(step, self.begin_step),
-        tf.logical_or(tf.less_equal(step, self.end_step), tf.less(self.end_step, 0)))
-    due = tf.equal(tf.math.floormod(step - self.begin_step, self.frequency), 0)
-    return tf.logical_and(in_range, due)
+    in_range = ops.logical_and(
+        ops.greater_equal(step, self.begin_step),
+        ops.logical_or(ops.less_equal(step, self.end_step), self.end_step < 0))
+    due = ops.equal(ops.mod(step - self.begin_step, self.frequency), 0)
+    return ops.logical_and(in_range, due)
 
-  def sparsity_at(self, step, target: float) -> tf.Tensor:
+  def sparsity_at(self, step, target: float, ops=array_ops.TENSORFLOW) -> Tensor:
     """The scheduled sparsity (float32) at `step` for a final sparsity `target`."""
-    progress = tf.minimum(1.0, tf.maximum(0.0, tf.math.divide(
-        tf.cast(step - self.begin_step, tf.float32), self.end_step - self.begin_step)))
-    return tf.add(tf.multiply(-target, tf.pow(1 - progress, self.power)), target)
+    progress = ops.minimum(1.0, ops.maximum(0.0, ops.divide(
+        ops.cast(step - self.begin_step, "float32"), self.end_step - self.begin_step)))
+    return ops.add(ops.multiply(-target, ops.power(1 - progress, self.power)), target)

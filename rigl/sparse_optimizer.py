@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from rigl import array_ops
 from rigl import flops
 from rigl import grow_init as grow_init_lib
 from rigl import keras_compat
@@ -46,7 +47,6 @@ from rigl import mask_ops
 from rigl import optimizer_slots
 from rigl import schedules
 from rigl import sparsity as sparsity_lib
-from rigl import stateless_random
 
 # Standard deviation of the noise added to drop scores, to break ties at random.
 DROP_NOISE_STD = 1e-5
@@ -101,6 +101,8 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
   # Whether the optimizer slots of masked weights are kept at zero with them (False
   # for DNW, whose optimizer trains dense copies of the kernels).
   slots_follow_masks: ClassVar[bool] = True
+  # The array namespace that scores and schedules are computed with.
+  ops: ClassVar[Any] = array_ops.TENSORFLOW
 
   def __init__(self, optimizer: tf_keras.optimizers.Optimizer,
                model: tf_keras.Model | None,
@@ -183,6 +185,14 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
         if parameter.name not in _COMMON_ARGUMENTS:
           found[parameter.name] = parameter.default
     return found
+
+  @staticmethod
+  def check_options(method) -> None:
+    """Raises ValueError for option values (attributes of `method`) the method rejects.
+
+    Shared by both Keras implementations of the method.
+    """
+    del method
 
   def _initial_mask(self, layer: kernel_selection.LayerKernel) -> np.ndarray:
     if self.chooses_own_masks:
@@ -434,17 +444,17 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
     del context, step
     weights = tf.convert_to_tensor(kernel)
     new_mask = mask_ops.keep_top_at_sparsity(
-        self._saliency(weights, tf.cast(dense_grad, weights.dtype), state),
+        self._saliency(self.ops, weights, tf.cast(dense_grad, weights.dtype), state),
         self.layer_sparsities[layer_name])
     mask_ops.install_mask(mask, kernel, new_mask, weights, slots)
 
-  def _saliency(self, weights: tf.Tensor, dense_grad: tf.Tensor,
-                state: dict[str, tf.Variable]) -> tf.Tensor:
-    """Which connections a one-shot or per-step selection keeps (highest first)."""
-    raise NotImplementedError(f"{type(self).__name__} selects no masks.")
+  def _saliency(self, ops, weights, dense_grad, state):
+    """Which connections a one-shot or per-step selection keeps (highest first).
 
-  def _seed_fn(self, layer_name: str, step: tf.Tensor):
-    return lambda tag: stateless_random.seed(layer_name, tag, self.seed, step)
+    Like every score, written once for both Keras implementations against the array
+    namespace `ops` (see `rigl.array_ops`).
+    """
+    raise NotImplementedError(f"{type(self).__name__} selects no masks.")
 
   def _rewire(self, variables, new_connections, values, new_mask) -> None:
     """Sets every variable to `values` at `new_connections` and 0 off `new_mask`.
@@ -504,20 +514,19 @@ class DynamicSparseOptimizer(SparseOptimizer):
 
   # ----- scores (the parts a method overrides) ----------------------------------------
 
-  def _drop_score(self, kernel, mask, seed_fn):
+  def _drop_score(self, ops, kernel, mask, random):
     """|w| plus a little noise; only active weights can be kept."""
-    noise = tf.random.stateless_normal(tf.shape(kernel), seed_fn("drop"),
-                                       stddev=DROP_NOISE_STD, dtype=kernel.dtype)
-    return tf.where(mask > 0, tf.abs(kernel * mask) + noise,
-                    tf.fill(tf.shape(kernel), tf.constant(-np.inf, kernel.dtype)))
+    noise = random.normal("drop", ops.shape(kernel), kernel.dtype, stddev=DROP_NOISE_STD)
+    return ops.where(mask > 0, ops.abs(kernel * mask) + noise,
+                     ops.cast(-np.inf, kernel.dtype))
 
-  def _grow_score(self, kernel, mask, dense_grad, state, seed_fn):
+  def _grow_score(self, ops, kernel, mask, dense_grad, state, random):
     """Higher scores are grown first; subclasses define it."""
     raise NotImplementedError
 
-  def _new_slot_values(self, dense_grad):
+  def _new_slot_values(self, ops, dense_grad):
     """Value of every optimizer slot at a new connection (0; RigL overrides)."""
-    return tf.zeros_like(dense_grad)
+    return ops.zeros_like(dense_grad)
 
   # ----- the update ---------------------------------------------------------------------
 
@@ -533,7 +542,7 @@ class DynamicSparseOptimizer(SparseOptimizer):
                     state):
     """Drops and grows one layer's connections (runs on one device's copies)."""
     drop_fraction = context
-    seed_fn = self._seed_fn(layer_name, step)
+    random = array_ops.TensorFlowRandom(layer_name, self.seed, step)
     old_mask = tf.convert_to_tensor(mask)
     weights = tf.convert_to_tensor(kernel)
     dense_grad = tf.cast(dense_grad, weights.dtype)
@@ -541,14 +550,15 @@ class DynamicSparseOptimizer(SparseOptimizer):
     # float32 as in the original, so counts match it exactly.
     n_prune = tf.cast(tf.cast(n_ones, tf.float32) * drop_fraction, tf.int32)
     kept, grown = mask_ops.drop_and_grow(
-        self._drop_score(weights, old_mask, seed_fn),
-        self._grow_score(weights, old_mask, dense_grad, state, seed_fn),
+        self._drop_score(self.ops, weights, old_mask, random),
+        self._grow_score(self.ops, weights, old_mask, dense_grad, state, random),
         n_ones - n_prune, n_prune)
     new_connections = grown if self.reinit_when_same else grown * (1.0 - old_mask)
     new_mask = kept + grown
-    new_values = grow_init_lib.grow_values(self._grow_init, weights, old_mask, seed_fn,
+    new_values = grow_init_lib.grow_values(self._grow_init, weights, old_mask, random,
                                            gradient=dense_grad,
                                            initial_kernel=state.get("initial_kernel"))
     self._rewire([kernel], new_connections, new_values, new_mask)
-    self._rewire(slots, new_connections, self._new_slot_values(dense_grad), new_mask)
+    self._rewire(slots, new_connections, self._new_slot_values(self.ops, dense_grad),
+                 new_mask)
     mask_ops.assign(mask, new_mask)
