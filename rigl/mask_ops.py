@@ -7,7 +7,6 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
-from rigl import sparsity as sparsity_lib
 
 
 def state_variable(initial_value, name: str, dtype=None) -> tf.Variable:
@@ -234,8 +233,3 @@ def drop_and_grow(drop_scores: tf.Tensor, grow_scores: tf.Tensor, n_keep: tf.Ten
   return (tf.reshape(kept, tf.shape(drop_scores)),
           tf.reshape(grown, tf.shape(grow_scores)))
 
-
-def keep_top_at_sparsity(scores: tf.Tensor, sparsity: float) -> tf.Tensor:
-  """A mask keeping the n - floor(sparsity * n) highest scores."""
-  size = scores.shape.num_elements()
-  return keep_top(scores, size - sparsity_lib.get_n_zeros(size, sparsity))

@@ -28,6 +28,7 @@ from rigl import flops
 from rigl import keras_compat
 from rigl import kernel_selection
 from rigl import mask_ops
+from rigl import mask_updates
 from rigl import schedules
 from rigl import sparsity as sparsity_lib
 from rigl.sparse_optimizer import DynamicSparseOptimizer
@@ -328,15 +329,11 @@ class GradualPruning(SparseOptimizer):
   def _update_layer(self, layer_name, context, step, mask, kernel, slots, dense_grad,
                     state):
     """Keeps the weights at or above the (smoothed) k-th largest magnitude."""
-    decay, threshold = self.threshold_decay, state["threshold"]
-    magnitudes = tf.abs(tf.convert_to_tensor(kernel))
-    size = tf.size(magnitudes)
-    keep = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * (
-        1.0 - tf.cast(context[layer_name], tf.float32))), tf.int32), 1)
-    new_threshold = (decay * tf.convert_to_tensor(threshold) +
-                     (1.0 - decay) * mask_ops.kth_largest(magnitudes, keep))
-    new_mask = tf.cast(magnitudes >= new_threshold, magnitudes.dtype)
-    mask_ops.assign(threshold, new_threshold)
+    new_mask, new_threshold = mask_updates.magnitude_pruning(
+        self.ops, self.selection, tf.convert_to_tensor(kernel),
+        tf.convert_to_tensor(state["threshold"]), context[layer_name],
+        self.threshold_decay)
+    mask_ops.assign(state["threshold"], new_threshold)
     mask_ops.install_mask(mask, kernel, new_mask, slots=slots)
 
 

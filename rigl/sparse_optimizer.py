@@ -44,6 +44,7 @@ from rigl import grow_init as grow_init_lib
 from rigl import keras_compat
 from rigl import kernel_selection
 from rigl import mask_ops
+from rigl import mask_updates
 from rigl import optimizer_slots
 from rigl import schedules
 from rigl import sparsity as sparsity_lib
@@ -103,6 +104,8 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
   slots_follow_masks: ClassVar[bool] = True
   # The array namespace that scores and schedules are computed with.
   ops: ClassVar[Any] = array_ops.TENSORFLOW
+  # Chooses top entries (`keep_top`, `kth_largest`, `drop_and_grow`) for updates.
+  selection: ClassVar[Any] = mask_ops
 
   def __init__(self, optimizer: tf_keras.optimizers.Optimizer,
                model: tf_keras.Model | None,
@@ -443,7 +446,8 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
     """Keeps the top `_saliency` at the layer's sparsity (one device's copies)."""
     del context, step
     weights = tf.convert_to_tensor(kernel)
-    new_mask = mask_ops.keep_top_at_sparsity(
+    new_mask = mask_updates.keep_top_at_sparsity(
+        self.selection,
         self._saliency(self.ops, weights, tf.cast(dense_grad, weights.dtype), state),
         self.layer_sparsities[layer_name])
     mask_ops.install_mask(mask, kernel, new_mask, weights, slots)
@@ -456,14 +460,6 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
     """
     raise NotImplementedError(f"{type(self).__name__} selects no masks.")
 
-  def _rewire(self, variables, new_connections, values, new_mask) -> None:
-    """Sets every variable to `values` at `new_connections` and 0 off `new_mask`.
-
-    For a kernel and its optimizer slots, on one device's copies.
-    """
-    for variable in variables:
-      rewired = tf.where(new_connections > 0, tf.cast(values, variable.dtype), variable)
-      mask_ops.assign(variable, rewired * tf.cast(new_mask, variable.dtype))
 
 
 class DynamicSparseOptimizer(SparseOptimizer):
@@ -541,24 +537,14 @@ class DynamicSparseOptimizer(SparseOptimizer):
   def _update_layer(self, layer_name, context, step, mask, kernel, slots, dense_grad,
                     state):
     """Drops and grows one layer's connections (runs on one device's copies)."""
-    drop_fraction = context
-    random = array_ops.TensorFlowRandom(layer_name, self.seed, step)
-    old_mask = tf.convert_to_tensor(mask)
     weights = tf.convert_to_tensor(kernel)
-    dense_grad = tf.cast(dense_grad, weights.dtype)
-    n_ones = tf.reduce_sum(tf.cast(old_mask, tf.int32))
-    # float32 as in the original, so counts match it exactly.
-    n_prune = tf.cast(tf.cast(n_ones, tf.float32) * drop_fraction, tf.int32)
-    kept, grown = mask_ops.drop_and_grow(
-        self._drop_score(self.ops, weights, old_mask, random),
-        self._grow_score(self.ops, weights, old_mask, dense_grad, state, random),
-        n_ones - n_prune, n_prune)
-    new_connections = grown if self.reinit_when_same else grown * (1.0 - old_mask)
-    new_mask = kept + grown
-    new_values = grow_init_lib.grow_values(self._grow_init, weights, old_mask, random,
-                                           gradient=dense_grad,
-                                           initial_kernel=state.get("initial_kernel"))
-    self._rewire([kernel], new_connections, new_values, new_mask)
-    self._rewire(slots, new_connections, self._new_slot_values(self.ops, dense_grad),
-                 new_mask)
-    mask_ops.assign(mask, new_mask)
+    update = mask_updates.drop_and_grow(
+        self, self.ops, self.selection,
+        array_ops.TensorFlowRandom(layer_name, self.seed, step), weights,
+        tf.convert_to_tensor(mask), tf.cast(dense_grad, weights.dtype), state,
+        drop_fraction=context)
+    for variable, values in [(kernel, update.kernel_values)] + [
+        (slot, update.slot_values) for slot in slots]:
+      mask_ops.assign(variable, mask_updates.rewired(
+          self.ops, variable, update.new_connections, values, update.new_mask))
+    mask_ops.assign(mask, update.new_mask)
