@@ -163,3 +163,36 @@ def layer_random_generator(layer: tf.Module) -> tf.random.Generator | None:
   random_generator = getattr(layer, "_random_generator", None)
   generator = getattr(random_generator, "_generator", None)
   return generator if isinstance(generator, tf.random.Generator) else None
+
+
+# ----- Keras 3 (keras 3.x, TensorFlow 2.21's own tf.keras) --------------------------
+# Private attributes of Keras 3 optimizers that are not optimizer state.
+_NOT_KERAS3_OPTIMIZER_STATE = frozenset({
+    "_variables", "_trainable_variables", "_model_variables_moving_average",
+    "_accumulated_gradients"})
+
+
+def keras3_per_variable_state(optimizer, variable) -> list:
+  """`variable`'s entry in every per-variable state list of a built Keras 3 optimizer.
+
+  Keras 3 optimizers keep each kind of state (SGD's `momentums`, Adam's `_momentums`
+  and `_velocities`, ...) in a list aligned with their variable index; lists are taken
+  in attribute-name order.
+  """
+  import keras  # pylint: disable=import-outside-toplevel
+
+  index = optimizer._get_variable_index(variable)
+  count = len(optimizer._trainable_variables)
+  state = []
+  for name, value in sorted(vars(optimizer).items()):
+    if (name in _NOT_KERAS3_OPTIMIZER_STATE or not isinstance(value, list)
+        or len(value) != count):
+      continue
+    if all(isinstance(entry, keras.Variable) for entry in value):
+      state.append(value[index])
+  return state
+
+
+def keras3_var_key(optimizer, variable) -> Any:
+  """The key under which a Keras 3 optimizer indexes `variable` (backend-specific)."""
+  return optimizer._var_key(variable)

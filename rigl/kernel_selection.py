@@ -6,6 +6,7 @@ import dataclasses
 import re
 from typing import Callable, Mapping, Sequence, Union
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tf_keras
@@ -14,9 +15,11 @@ from rigl import keras_compat
 from rigl import sparsity as sparsity_lib
 from rigl import stateless_random
 
-DEFAULT_LAYER_TYPES = (tf_keras.layers.Conv2D, tf_keras.layers.Dense)
+# Conv2D and Dense of either Keras: tf_keras (Keras 2) and Keras 3.
+DEFAULT_LAYER_TYPES = (tf_keras.layers.Conv2D, tf_keras.layers.Dense,
+                       keras.layers.Conv2D, keras.layers.Dense)
 # Depthwise kernels are never sparsified (a depthwise filter has one input channel).
-NEVER_SPARSIFIED = (tf_keras.layers.DepthwiseConv2D,)
+NEVER_SPARSIFIED = (tf_keras.layers.DepthwiseConv2D, keras.layers.DepthwiseConv2D)
 
 LayerPredicate = Callable[[tf_keras.layers.Layer], bool]
 
@@ -80,7 +83,7 @@ class LayerKernel:
 
   @property
   def shape(self) -> tuple[int, ...]:
-    return tuple(self.kernel.shape.as_list())
+    return tuple(int(dim) for dim in self.kernel.shape)
 
 
 def find_kernels(model: tf_keras.Model, select: Selection = None) -> list[LayerKernel]:

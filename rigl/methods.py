@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+import keras
 import tensorflow as tf
 import tf_keras
 
@@ -337,6 +338,19 @@ class GradualPruning(SparseOptimizer):
     mask_ops.install_mask(mask, kernel, new_mask, slots=slots)
 
 
+def check_option_names(options: dict[str, Any]) -> None:
+  """Raises ValueError for an option that no registered method takes."""
+  unknown = sorted(set(options) - set(all_options()))
+  if unknown:
+    raise ValueError(f"Unknown method options {unknown}; the registered methods take "
+                     f"{', '.join(sorted(all_options()))}.")
+
+
+def is_keras3_model(model: Any) -> bool:
+  """Whether `model` is a Keras 3 model (`keras` / TF 2.21's `tf.keras`), not tf_keras."""
+  return isinstance(model, keras.Model)
+
+
 def create_sparse_optimizer(training_method: str, optimizer: tf_keras.optimizers.Optimizer,
                             model: tf_keras.Model,
                             sparsity: sparsity_lib.SparsityConfig | None = None, *,
@@ -351,11 +365,12 @@ def create_sparse_optimizer(training_method: str, optimizer: tf_keras.optimizers
   Raises:
     ValueError: for an unknown method, or an option that no method takes.
   """
+  if is_keras3_model(model):
+    from rigl.keras3 import methods as keras3_methods  # pylint: disable=import-outside-toplevel
+    return keras3_methods.create_sparse_optimizer(
+        training_method, optimizer, model, sparsity, seed=seed, select=select, **options)
   cls = method_class(training_method)
-  unknown = sorted(set(options) - set(all_options()))
-  if unknown:
-    raise ValueError(f"Unknown method options {unknown}; the registered methods take "
-                     f"{', '.join(sorted(all_options()))}.")
+  check_option_names(options)
   taken = {name: value for name, value in options.items()
            if name in cls.options() and value is not None}
   return cls(optimizer, model, sparsity, seed=seed, select=select, **taken)
@@ -372,9 +387,13 @@ def sparsify(model: tf_keras.Model, optimizer: tf_keras.optimizers.Optimizer,
   Zeroes the masked weights of `model` at once; compile the model with the returned
   optimizer and train it with `model.fit` as usual.
 
+  The model's Keras decides the implementation: a tf_keras model gets a
+  `rigl.SparseOptimizer`, a Keras 3 model (TensorFlow, JAX or PyTorch backend) a
+  `rigl.keras3.SparseOptimizer`; both behave the same.
+
   Args:
-    model: a built tf_keras model (Sequential, functional or subclassed).
-    optimizer: the tf_keras optimizer that updates the weights.
+    model: a built Keras model (Sequential, functional or subclassed).
+    optimizer: the optimizer that updates the weights, of the model's Keras.
     method: a key of `TRAINING_METHODS` (`rigl`, `set`, `momentum`, `static`, ...).
     sparsity: the overall target sparsity, or a full `SparsityConfig` (which then also
       gives the distribution and layer exceptions).

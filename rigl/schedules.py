@@ -99,8 +99,8 @@ class MaskUpdateSchedule:
   def is_update_step(self, step: Tensor, last_update_step: Tensor,
                      ops=array_ops.TENSORFLOW) -> Tensor:
     """Whether masks are updated at `step`, given the step of the last update."""
-    step = ops.cast(step, "int64")
-    last_update_step = ops.cast(last_update_step, "int64")
+    step = ops.convert_to_tensor(step)
+    last_update_step = ops.cast(last_update_step, step.dtype)
     started = step >= self.begin_step
     due = last_update_step + self.frequency <= step
     if self.end_step < 0:

@@ -34,6 +34,7 @@ import functools
 import inspect
 from typing import Any, ClassVar, Sequence
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tf_keras
@@ -112,6 +113,14 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
                sparsity: sparsity_lib.SparsityConfig | None = None, *, seed: int = 0,
                select: kernel_selection.Selection = None, name: str | None = None,
                kernel_names: Sequence[tuple[str, str]] | None = None):
+    if isinstance(model, keras.Model):
+      raise TypeError(f"{type(self).__name__} here is the tf_keras (Keras 2) "
+                      "implementation, but the model is a Keras 3 one: use "
+                      f"rigl.sparsify or rigl.keras3.{type(self).__name__}.")
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+      raise TypeError("The model is a tf_keras (Keras 2) model, but the optimizer is a "
+                      "Keras 3 one: use the optimizer of the model's Keras "
+                      "(`tf_keras.optimizers...`).")
     if not isinstance(optimizer, (tf_keras.optimizers.Optimizer,
                                   tf_keras.optimizers.legacy.Optimizer)):
       raise TypeError(f"`optimizer` must be a tf_keras optimizer; got {optimizer!r}.")
