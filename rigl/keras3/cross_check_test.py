@@ -122,7 +122,7 @@ def test_drop_and_grow_methods_select_the_core_masks(method, options):
     assert any(np.any(core.masks[n].numpy() != before[n]) for n in before)
   for name in core.masks:
     core_slot = core._slots[name][0].numpy()  # The momentum of each kernel.
-    k3_slot = as_numpy(k3._book.slots[name][0])
+    k3_slot = as_numpy(k3.slots[name][0])
     np.testing.assert_allclose(k3_slot, core_slot, rtol=1e-6, err_msg=name)
 
 

@@ -220,6 +220,11 @@ class SparseOptimizer(keras.optimizers.Optimizer):
     return {layer.name: layer.kernel for layer in self._book.layers}
 
   @property
+  def slots(self) -> dict[str, list[keras.Variable]]:
+    """The wrapped optimizer's elementwise slots of every masked kernel."""
+    return {name: list(slots) for name, slots in self._book.slots.items()}
+
+  @property
   def schedule_state(self) -> keras.Variable | None:
     """The schedule's variable (last update step, or SNIP's done flag), if any."""
     return self._schedule_variable
@@ -368,9 +373,11 @@ class SparseOptimizer(keras.optimizers.Optimizer):
       self._distribution.extended.call_for_each_replica(
           self.inner_optimizer.apply, args=(grads, variables))
     if self._reapplies_masks and self.slots_follow_masks:
+      # `where`, not a product: such an optimizer may leave inf or NaN at masked
+      # weights (Adafactor's factored moments of an all-zero row and column are 0/0).
       for layer in self._book.layers:
-        self._set(layer.kernel, ops.convert_to_tensor(layer.kernel) * ops.cast(
-            self._book.masks[layer.name], layer.kernel.dtype))
+        self._set(layer.kernel, ops.where(self._book.masks[layer.name] > 0, layer.kernel,
+                                          ops.zeros_like(layer.kernel)))
 
   def _cond(self, pred, true_fn, false_fn, variables) -> None:
     """Runs `true_fn` or `false_fn` (which change variables) as `pred` says."""
