@@ -376,8 +376,9 @@ class SparseOptimizer(keras.optimizers.Optimizer):
       # `where`, not a product: such an optimizer may leave inf or NaN at masked
       # weights (Adafactor's factored moments of an all-zero row and column are 0/0).
       for layer in self._book.layers:
-        self._set(layer.kernel, ops.where(self._book.masks[layer.name] > 0, layer.kernel,
-                                          ops.zeros_like(layer.kernel)))
+        kernel = ops.convert_to_tensor(layer.kernel)
+        self._set(layer.kernel, ops.where(self._book.masks[layer.name] > 0, kernel,
+                                          ops.zeros_like(kernel)))
 
   def _cond(self, pred, true_fn, false_fn, variables) -> None:
     """Runs `true_fn` or `false_fn` (which change variables) as `pred` says."""
