@@ -128,25 +128,49 @@ class ModelStats:
     return self.size_bits / BITS_PER_MEGABYTE
 
 
-def layer_specs(model) -> list[LayerSpec]:
-  """The countable layers (Conv2D, DepthwiseConv2D, Dense) of a built Keras model."""
-  # pylint: disable=import-outside-toplevel
-  import tf_keras
+def _counted_layer_types() -> tuple[tuple[str, str, tuple[type, ...]], ...]:
+  """(kind, kernel attribute, layer classes) of each countable layer, of either Keras.
 
-  from rigl import keras_compat
+  Most specific first: a tf_keras DepthwiseConv2D is also a Conv2D.
+  """
+  # pylint: disable=import-outside-toplevel
+  import keras
+  import tf_keras
   # pylint: enable=import-outside-toplevel
+  return ((DEPTHWISE, "depthwise_kernel", (tf_keras.layers.DepthwiseConv2D,)),
+          (DEPTHWISE, "kernel", (keras.layers.DepthwiseConv2D,)),
+          (CONV, "kernel", (tf_keras.layers.Conv2D, keras.layers.Conv2D)),
+          (DENSE, "kernel", (tf_keras.layers.Dense, keras.layers.Dense)))
+
+
+def _output_size(layer) -> int:
+  """The spatial height of a convolution's output, as recorded by a symbolic call.
+
+  Raises AttributeError (or RuntimeError) for layers of subclassed models, which no
+  symbolic call has shaped.
+  """
+  import keras  # pylint: disable=import-outside-toplevel
+  if isinstance(layer, keras.layers.Layer):
+    return int(layer.output.shape[1])
+  return int(layer.output_shape[1])
+
+
+def layer_specs(model) -> list[LayerSpec]:
+  """The countable layers (Conv2D, DepthwiseConv2D, Dense) of a built Keras model.
+
+  Layers of `tf_keras` and of Keras 3 (`keras.layers`) are counted alike.
+  """
+  from rigl import keras_compat  # pylint: disable=import-outside-toplevel
+  counted = _counted_layer_types()
   specs = []
   for layer in keras_compat.all_layers(model):
-    if isinstance(layer, tf_keras.layers.DepthwiseConv2D):
-      kind, kernel = DEPTHWISE, layer.depthwise_kernel
-    elif isinstance(layer, tf_keras.layers.Conv2D):
-      kind, kernel = CONV, layer.kernel
-    elif isinstance(layer, tf_keras.layers.Dense):
-      kind, kernel = DENSE, layer.kernel
-    else:
-      continue
-    output_size = 1 if kind == DENSE else int(layer.output_shape[1])
-    specs.append(LayerSpec(layer.name, kind, tuple(kernel.shape.as_list()), output_size))
+    for kind, attribute, types in counted:
+      if isinstance(layer, types):
+        kernel = getattr(layer, attribute)
+        output_size = 1 if kind == DENSE else _output_size(layer)
+        specs.append(LayerSpec(layer.name, kind, tuple(int(dim) for dim in kernel.shape),
+                               output_size))
+        break
   return specs
 
 

@@ -30,6 +30,14 @@ function against the installed version. Why each is needed:
   `BackupAndRestore` restores with the model.
 - `BaseRandomLayer._random_generator._generator`: the `tf.random.Generator` of a random
   layer such as Dropout, which model checkpoints do not include.
+
+Keras 3 (checked against keras 3.15):
+
+- `Layer._flatten_layers`, as in tf_keras, one level at a time (its recursive form
+  lists each nested model's layers in reverse).
+- `Trainer.jax_state_sync`: on the JAX backend `fit` keeps the training state outside
+  the model's variables until an epoch ends; a callback that reads variables between
+  batches must write it back first (as `keras.callbacks.Callback.model` does).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 from typing import Any, Hashable, Iterable, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tf_keras
 from tf_keras.src.optimizers import optimizer as _optimizer_lib
@@ -145,9 +154,25 @@ def all_layers(model: tf_keras.layers.Layer) -> list[tf_keras.layers.Layer]:
   """Every layer nested in `model` (not `model` itself), depth first, each once.
 
   Includes the layers of nested models and layers held in attributes, which
-  `Model.layers` does not list.
+  `Model.layers` does not list. Takes a model of either Keras; the order is the
+  model's (a nested model's layers follow it in their own order).
   """
-  return list(model._flatten_layers(include_self=False, recursive=True))
+  import keras  # pylint: disable=import-outside-toplevel
+
+  if not isinstance(model, keras.layers.Layer):
+    return list(model._flatten_layers(include_self=False, recursive=True))
+  # Keras 3's recursive `_flatten_layers` lists each nested model's layers reversed.
+  layers, seen = [], set()
+
+  def visit(layer):
+    for child in layer._flatten_layers(include_self=False, recursive=False):
+      if id(child) not in seen:
+        seen.add(id(child))
+        layers.append(child)
+        visit(child)
+
+  visit(model)
+  return layers
 
 
 def train_counter(model: tf_keras.Model) -> tf.Variable:
@@ -196,3 +221,27 @@ def keras3_per_variable_state(optimizer, variable) -> list:
 def keras3_var_key(optimizer, variable) -> Any:
   """The key under which a Keras 3 optimizer indexes `variable` (backend-specific)."""
   return optimizer._var_key(variable)
+
+
+def keras3_synced_model(model):
+  """`model`, its variables holding the current training state (Keras 3, any backend).
+
+  Only JAX's `fit` holds state apart from the variables between batches; this writes
+  it back, as `keras.callbacks.Callback.model` does for Keras' own callbacks.
+  """
+  sync = getattr(model, "jax_state_sync", None)
+  if sync is not None:
+    sync()
+  return model
+
+
+def to_numpy(value: Any) -> np.ndarray:
+  """The value of a variable or tensor of either Keras (tf_keras or Keras 3) in NumPy.
+
+  Keras 3 variables are read with `keras.ops.convert_to_numpy`, which knows each backend.
+  """
+  import keras  # pylint: disable=import-outside-toplevel
+
+  if isinstance(value, keras.Variable):
+    return keras.ops.convert_to_numpy(value)
+  return np.asarray(value)

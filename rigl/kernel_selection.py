@@ -118,9 +118,13 @@ def initial_mask(name: str, shape: Sequence[int], sparsity: float, seed: int) ->
   return sparsity_lib.random_mask(shape, sparsity, rng)
 
 
-def global_sparsity(model: tf_keras.Model, sparsified: Mapping[str, tf.Variable],
-                    masks: Mapping[str, tf.Variable] | None = None) -> float:
+def global_sparsity(model: tf_keras.Model | keras.Model,
+                    sparsified: Mapping[str, tf.Variable | keras.Variable],
+                    masks: Mapping[str, tf.Variable | keras.Variable] | None = None
+                    ) -> float:
   """The share of zeros over the model's Conv2D and Dense kernels together.
+
+  Models, kernels and masks of either Keras (tf_keras or Keras 3, any backend).
 
   `sparsified` adds the kernels, by layer name, that a sparse optimizer masks (of any
   layer type). With `masks`, a masked kernel counts its mask's zeros (connections
@@ -132,7 +136,7 @@ def global_sparsity(model: tf_keras.Model, sparsified: Mapping[str, tf.Variable]
   masks = masks or {}
   zeros = total = 0
   for name, kernel in kernels.items():
-    values = (masks[name] if name in masks else kernel).numpy()
+    values = keras_compat.to_numpy(masks[name] if name in masks else kernel)
     zeros += int(np.count_nonzero(values == 0))
     total += values.size
   return zeros / total if total else 0.0
