@@ -21,6 +21,11 @@ counted in neither `grown` nor `dropped`. Training FLOPs follow `rigl.flops`: ba
 which the optimizer changed masks instead of stepping (RigL, SNIP) cost a dense weight
 gradient. They are counted from the batches this callback saw, so they restart from 0
 in a new process (every other value is derived from the optimizer's checkpointed state).
+
+One class serves both Kerases: `model.fit` of a tf_keras model, and of a Keras 3 model
+(`import keras`) on the TensorFlow, JAX or PyTorch backend, calls the same hooks. With
+Keras 3 the batches are counted by the callback (Keras 3 keeps no batch counter), and
+on JAX the training state is written back to the variables before they are read.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ import tf_keras
 
 from rigl import flops
 from rigl import keras_compat
+from rigl import keras3
 from rigl import kernel_selection
+from rigl import methods
 from rigl import summaries
 from rigl.sparse_optimizer import SparseOptimizer
 
@@ -43,11 +50,12 @@ EPOCH = "epoch"
 FLOPS_SAMPLE_BATCHES = 100
 
 Masks = dict[str, np.ndarray]
+AnySparseOptimizer = SparseOptimizer | keras3.SparseOptimizer
 
 
-def read_masks(optimizer: SparseOptimizer) -> Masks:
+def read_masks(optimizer: AnySparseOptimizer) -> Masks:
   """The optimizer's masks as boolean arrays (True: active), keyed by layer name."""
-  return {name: mask.numpy() > 0 for name, mask in optimizer.masks.items()}
+  return {name: keras_compat.to_numpy(mask) > 0 for name, mask in optimizer.masks.items()}
 
 
 def mask_changes(before: Masks, after: Masks) -> tuple[dict[str, int], dict[str, int]]:
@@ -76,9 +84,10 @@ class _Sample:
 class SparsitySummaries(tf_keras.callbacks.Callback):
   """Writes the masks' sparsity, churn and FLOPs of a sparse run to TensorBoard.
 
-  The model must be compiled with a `rigl.SparseOptimizer` (see the module docstring
-  for the tags). It may come before or after `BackupAndRestore` in the callback list:
-  it first reads the optimizer once every callback's `on_train_begin` has run.
+  The model must be compiled with a sparse optimizer of its Keras (`rigl.sparsify`;
+  see the module docstring for the tags). It may come before or after
+  `BackupAndRestore` in the callback list: it first reads the optimizer once every
+  callback's `on_train_begin` has run.
 
   Args:
     log_dir: directory of the event files.
@@ -100,12 +109,16 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
     self.training_flops_per_example = 0.0
     self._writer = None
     self._started = False
+    self._keras3 = False
+    self._batches_run = self._epoch_start = 0
 
   # ----- Keras hooks ------------------------------------------------------------------
 
   def on_train_begin(self, logs=None):
-    optimizer = self.model.optimizer
-    if not isinstance(optimizer, SparseOptimizer):
+    self._keras3 = methods.is_keras3_model(self.model)
+    self._batches_run = 0
+    optimizer = self._optimizer()
+    if not isinstance(optimizer, summaries.SPARSE_OPTIMIZERS):
       raise TypeError("SparsitySummaries needs a model compiled with a rigl sparse "
                       f"optimizer; got {type(optimizer).__name__}.")
     self._writer = tf.summary.create_file_writer(self.log_dir)
@@ -114,18 +127,21 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
     self._started = False
 
   def on_epoch_begin(self, epoch, logs=None):
+    self._epoch_start = self._batches_run
     if not self._started:  # Every on_train_begin has run: restored state is in place.
       self._started = True
-      self._previous = read_masks(self.model.optimizer)
+      self._previous = read_masks(self._optimizer())
       self._last_write = self._batches()
       self._sample = self._flops_sample(self._previous)
 
   def on_train_batch_end(self, batch, logs=None):
+    # `batch` is the last batch of the call (several with `steps_per_execution`).
+    self._batches_run = self._epoch_start + batch + 1
     batches = self._batches()
     if self.update_freq != EPOCH and batches - self._last_write >= self.update_freq:
       self._write()
     elif batches - self._sample.batches >= FLOPS_SAMPLE_BATCHES:
-      self._add_training_flops(read_masks(self.model.optimizer))
+      self._add_training_flops(read_masks(self._optimizer()))
 
   def on_epoch_end(self, epoch, logs=None):
     if self.update_freq == EPOCH:
@@ -138,12 +154,24 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
 
   # ----- summaries --------------------------------------------------------------------
 
+  def _optimizer(self) -> AnySparseOptimizer:
+    """The model's optimizer, its variables up to date (see the module docstring)."""
+    if self._keras3:
+      return keras_compat.keras3_synced_model(self.model).optimizer
+    return self.model.optimizer
+
   def _batches(self) -> int:
-    """Training batches of this `fit` (restored with the model by BackupAndRestore)."""
+    """Training batches of this `fit`.
+
+    tf_keras counts them (and BackupAndRestore restores the count with the model);
+    Keras 3 keeps no count, so the callback counts them itself.
+    """
+    if self._keras3:
+      return self._batches_run
     return int(keras_compat.train_counter(self.model).numpy())
 
   def _write(self) -> None:
-    optimizer = self.model.optimizer
+    optimizer = self._optimizer()
     masks = read_masks(optimizer)
     self._add_training_flops(masks)
     step = self._sample.step
@@ -172,7 +200,7 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
 
   # ----- FLOPs ------------------------------------------------------------------------
 
-  def _flops_meter(self, optimizer: SparseOptimizer) -> flops.TrainingFlopsMeter | None:
+  def _flops_meter(self, optimizer: AnySparseOptimizer) -> flops.TrainingFlopsMeter | None:
     try:
       specs = flops.layer_specs(self.model)
     except (AttributeError, RuntimeError) as error:
@@ -183,8 +211,8 @@ class SparsitySummaries(tf_keras.callbacks.Callback):
 
   def _flops_sample(self, masks: Masks) -> _Sample:
     sparse_flops = self._flops.sparse_flops(masks) if self._flops else 0.0
-    return _Sample(self._batches(), int(self.model.optimizer.iterations.numpy()),
-                   sparse_flops)
+    return _Sample(self._batches(),
+                   int(keras_compat.to_numpy(self._optimizer().iterations)), sparse_flops)
 
   def _add_training_flops(self, masks: Masks) -> None:
     """Counts the batches since the last sample, at the mean of its two sparse FLOPs.

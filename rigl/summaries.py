@@ -12,8 +12,14 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from rigl import keras_compat
+from rigl import keras3
 from rigl.sparse_optimizer import DynamicSparseOptimizer
 from rigl.sparse_optimizer import SparseOptimizer
+
+# The sparse optimizers of either Keras, and those of them with a drop fraction.
+SPARSE_OPTIMIZERS = (SparseOptimizer, keras3.SparseOptimizer)
+DYNAMIC_OPTIMIZERS = (DynamicSparseOptimizer, keras3.DynamicSparseOptimizer)
 
 
 def mask_image(mask: np.ndarray) -> np.ndarray:
@@ -39,19 +45,20 @@ def write_scalars(writer: tf.summary.SummaryWriter, step: int,
 
 
 def write_sparsity(writer: tf.summary.SummaryWriter, step: int,
-                   optimizer: SparseOptimizer, global_sparsity: float,
+                   optimizer: SparseOptimizer | keras3.SparseOptimizer,
+                   global_sparsity: float,
                    per_layer: Mapping[str, float], mask_images: bool = False) -> None:
   """Global and per-layer sparsity, the drop fraction and (optionally) mask images."""
   with writer.as_default(step=step):
     tf.summary.scalar("global_sparsity", global_sparsity)
     for name, value in per_layer.items():
       tf.summary.scalar(f"sparsity/{name}", value)
-    if isinstance(optimizer, DynamicSparseOptimizer):
+    if isinstance(optimizer, DYNAMIC_OPTIMIZERS):
       tf.summary.scalar("drop_fraction",
                         float(optimizer.schedule.drop_fraction_at(step).numpy()))
     if mask_images:
       for name, mask in optimizer.masks.items():
-        tf.summary.image(f"mask/{name}", mask_image(mask.numpy()))
+        tf.summary.image(f"mask/{name}", mask_image(keras_compat.to_numpy(mask)))
   writer.flush()
 
 
