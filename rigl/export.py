@@ -20,6 +20,12 @@ built with its default settings), which also overrides a run's `run_config.json`
 The report sets the written file's size beside the analytic dense and sparse sizes of
 `rigl.flops` (32-bit weights; a sparse layer stores its non-zeros plus a 1-bit mask).
 
+The writing functions (`export_saved_model`, `tflite_flatbuffer`, `export_tflite`) and
+`size_accounting` also take a Keras 3 model (`import keras`); SavedModels and TFLite
+need its TensorFlow backend: on JAX or PyTorch they raise a ValueError that says to
+save the model with `model.save("x.keras")` (Keras 3's own `model.export` writes a
+SavedModel on JAX too, with its own signature names instead of `inputs`/`logits`).
+
 Command line::
 
   python -m rigl.export --checkpoint=/tmp/run --format=tflite --output=/tmp/model.tflite
@@ -31,11 +37,15 @@ import argparse
 import dataclasses
 import os
 import sys
+import tempfile
 from typing import Any, Sequence
 
+import keras
 import tensorflow as tf
 import tf_keras
 
+from rigl import keras_compat
+from rigl import methods
 from rigl import tf1_checkpoints
 from rigl import flops
 from rigl import models
@@ -51,6 +61,12 @@ BYTES_PER_MEGABYTE = flops.BITS_PER_MEGABYTE / BITS_PER_BYTE
 # Restore errors list every unmatched object; the message keeps their beginning.
 MAX_ERROR_CHARS = 500
 CHECKPOINT_FLAG = "checkpoint"
+# The Keras 3 backend whose models are TensorFlow graphs, which SavedModel and TFLite
+# write.
+EXPORT_BACKEND = "tensorflow"
+# The backend on which Keras 3's `model.export` still writes a SavedModel (jax2tf).
+JAX_BACKEND = "jax"
+AnyModel = tf_keras.Model | keras.Model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,15 +167,41 @@ def load_run_model(checkpoint: str, model_architecture: str | None = None
 
 # ----- writing ------------------------------------------------------------------------
 
-def serving_function(model: tf_keras.Model) -> tf.types.experimental.ConcreteFunction:
-  """`inputs` (any batch size) -> {`logits`}, in inference mode."""
-  spec = tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, INPUT_NAME)
+def _check_exportable(model: AnyModel) -> None:
+  """Raises a ValueError naming the backend unless `model` runs on TensorFlow.
 
-  @tf.function(input_signature=[spec])
+  tf_keras models always do; Keras 3 models on the TensorFlow backend only.
+  """
+  backend = keras.backend.backend()
+  if not methods.is_keras3_model(model) or backend == EXPORT_BACKEND:
+    return
+  alternative = (" (or write a SavedModel with Keras' own signature names: "
+                 "`model.export(path)`)" if backend == JAX_BACKEND else "")
+  raise ValueError(
+      f"SavedModel and TFLite export of a Keras 3 model needs the {EXPORT_BACKEND!r} "
+      f"backend; this model runs on {backend!r}. Save it with "
+      f"`model.save(\"model.keras\")` there{alternative}, or set "
+      f"KERAS_BACKEND={EXPORT_BACKEND} and export it.")
+
+
+def _input_spec(model: AnyModel) -> tf.TensorSpec:
+  return tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, INPUT_NAME)
+
+
+def _serve(model: AnyModel):
+  """The serving computation: `inputs` -> {`logits`}, in inference mode."""
+
   def serve(inputs):
     return {OUTPUT_NAME: model(inputs, training=False)}
 
-  return serve.get_concrete_function()
+  return serve
+
+
+def serving_function(model: AnyModel) -> tf.types.experimental.ConcreteFunction:
+  """`inputs` (any batch size) -> {`logits`}, in inference mode."""
+  _check_exportable(model)
+  return tf.function(_serve(model),
+                     input_signature=[_input_spec(model)]).get_concrete_function()
 
 
 def _path_bytes(path: str) -> int:
@@ -170,22 +212,43 @@ def _path_bytes(path: str) -> int:
              for directory, _, names in tf.io.gfile.walk(path) for name in names)
 
 
-def export_saved_model(model: tf_keras.Model, path: str) -> int:
-  """Writes `model` as a SavedModel directory; returns its size in bytes."""
-  tf.saved_model.save(model, path, signatures={SIGNATURE_KEY: serving_function(model)})
+def export_saved_model(model: AnyModel, path: str) -> int:
+  """Writes `model` as a SavedModel directory; returns its size in bytes.
+
+  A Keras 3 model is written by Keras' `ExportArchive`, which records its variables
+  so that the TFLite converter can turn them into constants.
+  """
+  if not methods.is_keras3_model(model):
+    tf.saved_model.save(model, path, signatures={SIGNATURE_KEY: serving_function(model)})
+    return _path_bytes(path)
+  _check_exportable(model)
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  archive.add_endpoint(SIGNATURE_KEY, _serve(model), input_signature=[_input_spec(model)])
+  archive.write_out(path, verbose=False)
   return _path_bytes(path)
 
 
-def tflite_flatbuffer(model: tf_keras.Model, sparse: bool = True) -> bytes:
-  """`model` converted to TFLite (float32), with sparse weight encoding if `sparse`."""
-  converter = tf.lite.TFLiteConverter.from_concrete_functions(
-      [serving_function(model)], model)
+def _convert(converter: tf.lite.TFLiteConverter, sparse: bool) -> bytes:
   if sparse:
     converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
   return converter.convert()
 
 
-def export_tflite(model: tf_keras.Model, path: str, sparse: bool = True) -> int:
+def tflite_flatbuffer(model: AnyModel, sparse: bool = True) -> bytes:
+  """`model` converted to TFLite (float32), with sparse weight encoding if `sparse`."""
+  if not methods.is_keras3_model(model):
+    return _convert(tf.lite.TFLiteConverter.from_concrete_functions(
+        [serving_function(model)], model), sparse)
+  # The converter turns Keras 3 variables into constants only from a SavedModel that
+  # Keras wrote (as Keras' own LiteRT export does): the model goes through one.
+  with tempfile.TemporaryDirectory() as directory:
+    export_saved_model(model, directory)
+    return _convert(tf.lite.TFLiteConverter.from_saved_model(
+        directory, signature_keys=[SIGNATURE_KEY]), sparse)
+
+
+def export_tflite(model: AnyModel, path: str, sparse: bool = True) -> int:
   """Writes `model` as a TFLite flatbuffer; returns its size in bytes."""
   flatbuffer = tflite_flatbuffer(model, sparse)
   directory = os.path.dirname(path)
@@ -196,13 +259,13 @@ def export_tflite(model: tf_keras.Model, path: str, sparse: bool = True) -> int:
   return len(flatbuffer)
 
 
-def kernel_sparsities(model: tf_keras.Model) -> dict[str, float]:
+def kernel_sparsities(model: AnyModel) -> dict[str, float]:
   """Each conv/dense layer's fraction of zero weights (masked weights are zeros)."""
-  return flops.mask_sparsities({layer.name: layer.kernel.numpy() != 0
+  return flops.mask_sparsities({layer.name: keras_compat.to_numpy(layer.kernel) != 0
                                 for layer in kernel_selection.find_kernels(model)})
 
 
-def size_accounting(model: tf_keras.Model) -> tuple[flops.ModelStats, flops.ModelStats]:
+def size_accounting(model: AnyModel) -> tuple[flops.ModelStats, flops.ModelStats]:
   """`rigl.flops` statistics of `model` dense, and at its kernels' sparsities."""
   specs = flops.layer_specs(model)
   return flops.count(specs, {}), flops.count(specs, kernel_sparsities(model))
