@@ -66,7 +66,8 @@ class SparseOptimizer(keras.optimizers.Optimizer):
 
   The base of every Keras 3 method; arguments as in `rigl.SparseOptimizer`, with
   `optimizer` a Keras 3 optimizer and `kernel_paths` (instead of kernel names) the
-  `variable.path` of every candidate kernel when restored from a config. Method
+  layer and variable name ("hidden/kernel") of every candidate kernel when restored
+  from a config. Method
   options are keywords, as the tf_keras class of the method takes them.
   """
 
@@ -170,7 +171,7 @@ class SparseOptimizer(keras.optimizers.Optimizer):
   def _bind_by_kernel_paths(self, var_list) -> None:
     by_path: dict[str, list[keras.Variable]] = {}
     for variable in var_list:
-      by_path.setdefault(variable.path, []).append(variable)
+      by_path.setdefault(_path_in_model(variable), []).append(variable)
     problems = [path for _, path in self._book.kernel_paths if len(by_path.get(path, ())) != 1]
     if problems:
       raise ValueError(f"{self.name}: the model's variables do not match the sparsified "
@@ -263,7 +264,7 @@ class SparseOptimizer(keras.optimizers.Optimizer):
         "sparsity": dataclasses.asdict(self.sparsity_config),
         "seed": self.seed,
         "kernel_paths": ([list(pair) for pair in self._book.kernel_paths] if self._book.kernel_paths
-                         else [[layer.name, layer.kernel.path]
+                         else [[layer.name, _path_in_model(layer.kernel)]
                                for layer in self._book.candidates]),
     }
     for option in self.definition.options():
@@ -484,6 +485,15 @@ class _Bookkeeping:
   slots: dict[str, list[keras.Variable]] = dataclasses.field(default_factory=dict)
   layers: list[kernel_selection.LayerKernel] = dataclasses.field(default_factory=list)
   candidates: list[kernel_selection.LayerKernel] = dataclasses.field(default_factory=list)
+
+
+def _path_in_model(variable: keras.Variable) -> str:
+  """The variable's layer and name ("hidden/kernel"), unique in a model.
+
+  Not the whole path: the model's own name ("sequential_3") changes from one process,
+  or one load, to the next, and a loaded model's paths leave it out.
+  """
+  return "/".join(variable.path.split("/")[-2:])
 
 
 def _replica_context_strategy():
