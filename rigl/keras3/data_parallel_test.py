@@ -16,10 +16,16 @@ so no drop or grow score is near a tie and the masks are compared exactly.
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import pytest
 
 from rigl.testing import keras3_data_parallel_job as job
+
+# The jobs choose their own backends: run them once, in the default-backend session.
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="runs its JAX and TensorFlow jobs in the TensorFlow-backend session")
 
 BACKENDS = ("jax", "tensorflow")
 REPLICAS = 2
