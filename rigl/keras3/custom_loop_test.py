@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "keras3_custom_loop.py"
+REPO = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "keras3_custom_loop.py"
 STEPS = 12
 
 

@@ -108,9 +108,10 @@ def _threshold_key(keys, count):
   """The largest key t with at least `count` keys at or above it.
 
   Each pass counts the keys at or above one probe. A probe goes where the straight line
-  through the counts at the bracket's ends crosses `count` (interpolation: a handful
-  of passes on smooth score distributions); a probe that fails to halve the bracket is
-  followed by a bisection probe, so no search takes more than 64 passes. It stops as
+  through the counts at the bracket's ends crosses `count` (interpolation); a probe
+  that fails to halve the bracket is followed by a bisection probe, so no search takes
+  more than 64 passes. On a sparse layer's scores (most of them at the lowest value)
+  interpolation gains little: 20 to 40 passes on a 2.4M-weight kernel. It stops as
   soon as a probe has exactly `count` keys at or above it. No sort, O(n) memory,
   static shapes (as the tf_keras core's search).
   """

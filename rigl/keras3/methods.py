@@ -60,7 +60,8 @@ class DenseWeightsOptimizer(SparseOptimizer):
   def _before_step(self, dense_grads) -> None:
     del dense_grads
     for layer in self._book.layers:
-      self._set(layer.kernel, ops.convert_to_tensor(self._book.state[layer.name]["dense_kernel"]))
+      dense_kernel = self._book.state[layer.name]["dense_kernel"]
+      self._set(layer.kernel, ops.convert_to_tensor(dense_kernel))
 
   def _step_gradients(self, grads, variables):
     """The dense (straight-through) gradients train the dense kernels."""
@@ -68,7 +69,8 @@ class DenseWeightsOptimizer(SparseOptimizer):
     return grads
 
   def _update_layer(self, layer, context, step, dense_grad):
-    self._set(self._book.state[layer.name]["dense_kernel"], ops.convert_to_tensor(layer.kernel))
+    self._set(self._book.state[layer.name]["dense_kernel"],
+              ops.convert_to_tensor(layer.kernel))
     super()._update_layer(layer, context, step, dense_grad)
 
 

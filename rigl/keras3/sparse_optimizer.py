@@ -43,16 +43,25 @@ from rigl.keras3 import mask_ops
 
 # Class attributes and functions a Keras 3 method takes from its tf_keras definition.
 _SHARED_ATTRIBUTES = (
-    "flag_name", "label", "flops_rule", "chooses_own_masks", "needs_sparsity_distribution",
-    "sparsifies", "update_replaces_step", "slots_follow_masks", "reinit_when_same",
-    "allows_gradient_grow_init", "mask_schedule", "check_options", "_drop_score",
-    "_grow_score", "_new_slot_values", "_saliency")
+    "flag_name", "label", "flops_rule", "chooses_own_masks",
+    "needs_sparsity_distribution", "sparsifies", "update_replaces_step", "slots_follow_masks", "reinit_when_same",
+    "allows_gradient_grow_init", "mask_schedule", "check_options", "_initial_mask",
+    "_drop_score", "_grow_score", "_new_slot_values", "_saliency")
 # Keras 3 optimizers whose step leaves a zero weight with zero gradient and zero slots
 # at zero (exact classes; see `rigl.optimizer_slots.ZERO_PRESERVING_OPTIMIZERS`).
 ZERO_PRESERVING_OPTIMIZERS = (
     keras.optimizers.SGD, keras.optimizers.Adam, keras.optimizers.AdamW,
     keras.optimizers.Adamax, keras.optimizers.Nadam, keras.optimizers.RMSprop,
     keras.optimizers.Adagrad, keras.optimizers.Adadelta, keras.optimizers.Lion)
+
+
+def _take_from_definition(cls: type) -> None:
+  """Gives `cls` its definition's registration, options checks, schedule and scores."""
+  for name in _SHARED_ATTRIBUTES:
+    if hasattr(cls.definition, name):
+      setattr(cls, name, inspect.getattr_static(cls.definition, name))
+  cls.__doc__ = cls.__doc__ or (f"{cls.definition.label} for Keras 3 models; see "
+                                f"`rigl.{cls.definition.__name__}`.")
 
 
 def _is_tf_keras_optimizer(optimizer: Any) -> bool:
@@ -67,8 +76,8 @@ class SparseOptimizer(keras.optimizers.Optimizer):
   The base of every Keras 3 method; arguments as in `rigl.SparseOptimizer`, with
   `optimizer` a Keras 3 optimizer and `kernel_paths` (instead of kernel names) the
   layer and variable name ("hidden/kernel") of every candidate kernel when restored
-  from a config. Method
-  options are keywords, as the tf_keras class of the method takes them.
+  from a config. Method options are keywords, as the method's tf_keras class takes
+  them.
   """
 
   # The registered tf_keras class whose attributes, options and scores this class uses.
@@ -79,13 +88,10 @@ class SparseOptimizer(keras.optimizers.Optimizer):
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)
     if "definition" in vars(cls):
-      for name in _SHARED_ATTRIBUTES:
-        if hasattr(cls.definition, name):
-          setattr(cls, name, inspect.getattr_static(cls.definition, name))
-      cls.__doc__ = cls.__doc__ or (
-          f"{cls.definition.label} for Keras 3 models; see `rigl.{cls.definition.__name__}`.")
+      _take_from_definition(cls)
 
-  def __init__(self, optimizer: keras.optimizers.Optimizer, model: keras.Model | None = None,
+  def __init__(self, optimizer: keras.optimizers.Optimizer,
+               model: keras.Model | None = None,
                sparsity: sparsity_lib.SparsityConfig | None = None, *, seed: int = 0,
                select: kernel_selection.Selection = None, name: str | None = None,
                kernel_paths: Sequence[tuple[str, str]] | None = None, **options: Any):
@@ -135,7 +141,7 @@ class SparseOptimizer(keras.optimizers.Optimizer):
     self.layer_sparsities = (self.sparsity_config.layer_sparsities(shapes)
                              if self.sparsifies else {})
     self._book.layers.extend(layer for layer in candidates
-                        if layer.name in self.layer_sparsities)
+                             if layer.name in self.layer_sparsities)
     for layer in self._book.layers:
       self._book.masks[layer.name] = self._new_variable(
           self._initial_mask(layer), f"{layer.name}/mask", layer.kernel.dtype)
@@ -162,17 +168,12 @@ class SparseOptimizer(keras.optimizers.Optimizer):
     del layer
     return {}
 
-  def _initial_mask(self, layer: kernel_selection.LayerKernel) -> np.ndarray:
-    if self.chooses_own_masks:
-      return np.ones(layer.shape, np.float32)
-    return kernel_selection.initial_mask(layer.name, layer.shape,
-                                         self.layer_sparsities[layer.name], self.seed)
-
   def _bind_by_kernel_paths(self, var_list) -> None:
     by_path: dict[str, list[keras.Variable]] = {}
     for variable in var_list:
       by_path.setdefault(_path_in_model(variable), []).append(variable)
-    problems = [path for _, path in self._book.kernel_paths if len(by_path.get(path, ())) != 1]
+    problems = [path for _, path in self._book.kernel_paths
+                if len(by_path.get(path, ())) != 1]
     if problems:
       raise ValueError(f"{self.name}: the model's variables do not match the sparsified "
                        f"kernels of its config ({problems} missing or ambiguous); "
@@ -263,9 +264,10 @@ class SparseOptimizer(keras.optimizers.Optimizer):
         "inner_optimizer": keras.saving.serialize_keras_object(self.inner_optimizer),
         "sparsity": dataclasses.asdict(self.sparsity_config),
         "seed": self.seed,
-        "kernel_paths": ([list(pair) for pair in self._book.kernel_paths] if self._book.kernel_paths
-                         else [[layer.name, _path_in_model(layer.kernel)]
-                               for layer in self._book.candidates]),
+        "kernel_paths": (
+            [list(pair) for pair in self._book.kernel_paths] if self._book.kernel_paths
+            else [[layer.name, _path_in_model(layer.kernel)]
+                  for layer in self._book.candidates]),
     }
     for option in self.definition.options():
       value = getattr(self, option)
@@ -323,8 +325,8 @@ class SparseOptimizer(keras.optimizers.Optimizer):
             for layer in self._book.layers]
 
   def _masked(self, grads, variables) -> list:
-    mask_of = {keras_compat.keras3_var_key(self, layer.kernel): self._book.masks[layer.name]
-               for layer in self._book.layers}
+    mask_of = {keras_compat.keras3_var_key(self, layer.kernel):
+               self._book.masks[layer.name] for layer in self._book.layers}
     masked = []
     for grad, variable in zip(grads, variables):
       mask = mask_of.get(keras_compat.keras3_var_key(self, variable))
@@ -436,6 +438,9 @@ class SparseOptimizer(keras.optimizers.Optimizer):
     for slot in self._followed_slots(layer.name):
       self._set(slot, ops.convert_to_tensor(slot) * ops.cast(new_mask, slot.dtype))
     self._set(self._book.masks[layer.name], new_mask)
+
+
+_take_from_definition(SparseOptimizer)
 
 
 class DynamicSparseOptimizer(SparseOptimizer):

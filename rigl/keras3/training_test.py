@@ -135,8 +135,9 @@ def test_slots_are_zeroed_at_dropped_and_new_connections(name):
   compile_and_fit(model, optimizer, x, y, epochs=1)
   before = {n: as_numpy(m) for n, m in optimizer.masks.items()}
   slots_before = {n: [as_numpy(s) for s in optimizer.slots[n]] for n in before}
-  grads = [ops.convert_to_tensor(np.random.default_rng(1).normal(
-      size=tuple(kernel.shape)).astype(np.float32)) for kernel in optimizer.kernels.values()]
+  rng = np.random.default_rng(1)
+  grads = [ops.convert_to_tensor(rng.normal(size=tuple(kernel.shape)).astype(np.float32))
+           for kernel in optimizer.kernels.values()]
   optimizer.update_masks(grads)
   for layer, old in before.items():
     new = as_numpy(optimizer.masks[layer])
