@@ -35,6 +35,10 @@ Keras 3 (checked against keras 3.15):
 
 - `Layer._flatten_layers`, as in tf_keras, one level at a time (its recursive form
   lists each nested model's layers in reverse).
+- `Optimizer._get_variable_index`, `_trainable_variables` and the per-variable state
+  lists in its attributes: the slots (momentum, Adam's moments, ...) of a kernel, which
+  the sparse optimizer zeroes with the mask.
+- `Optimizer._var_key`: the backend-specific key an optimizer indexes a variable by.
 - `Trainer.jax_state_sync`: on the JAX backend `fit` keeps the training state outside
   the model's variables until an epoch ends; a callback that reads variables between
   batches must write it back first (as `keras.callbacks.Callback.model` does).
