@@ -23,7 +23,7 @@ data from `rigl.datasets.mnist` scaled to [0, 1] and reshuffled every epoch.
 Reports mean +- sample standard deviation of test accuracy per implementation, and
 whether their difference is within seed noise (Welch's t-test, p >= 0.05). Writes
 keras3_fashion_mnist.json and .md under --output_dir. Full run (six runs of 30 epochs:
-about 15 to 25 minutes on two idle CPU cores), from the repository root:
+about 5 minutes on two CPU cores), from the repository root:
 
   env/bin/python -m benchmarks.keras3_fashion_mnist
 

@@ -16,7 +16,7 @@ before Keras is imported):
    been copied to the host (JAX dispatches asynchronously), so it also holds `fit`'s
    per-epoch work, the same for every method; it includes exactly one mask-update
    step (for RigL, the update replaces that step's optimizer step). WRN-22-2 trains
-   at batch 32, not CIFAR's 128, so that the full run fits about 20 minutes.
+   at batch 32, not CIFAR's 128, so that the full run fits about 10 minutes.
    Reported: mean step per cycle (median [min, max] over cycles) and ratios to dense
    paired within rounds. Target: <= 1.05x dense on WRN-22-2.
 2. One mask update (`SparseOptimizer.update_masks` on fixed random gradients) of a
@@ -28,7 +28,7 @@ before Keras is imported):
    After one compiling call, --update_repeats calls are timed. Target: < 100 ms.
 
 Writes keras3_overhead.json and keras3_overhead.md under --output_dir. Full run
-(about 15 to 20 minutes on two idle CPU cores, most of it WRN-22-2: compiling three
+(about 10 minutes on two idle CPU cores, most of it WRN-22-2: compiling three
 models and 3 x 4 cycles of 100 steps per backend), from the repository root:
 
   env/bin/python -m benchmarks.keras3_overhead
