@@ -4,7 +4,7 @@ Trains the FC 784-300-100-10 network at 98% sparsity with RigL, --seeds seeds ea
 
 - tf_keras: `mnist/mnist_train_eval.py`, driven in-process (as
   `benchmarks/mnist_methods.py` does) in a subprocess;
-- Keras 3: `benchmarks/keras3_models.mnist_fc` (the same layer names, so the script's
+- Keras 3: `rigl.models.mnist_fc` built with `keras` (the same layer names, so the script's
   per-layer sparsities apply), `rigl.sparsify` and `model.fit` on the JAX backend, in a
   subprocess with KERAS_BACKEND=jax.
 
@@ -142,7 +142,7 @@ def train_keras3(seed: int) -> dict[str, object]:
   import keras  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   import rigl  # pylint: disable=import-outside-toplevel
-  from benchmarks import keras3_models  # pylint: disable=import-outside-toplevel
+  from rigl.models import mnist_fc  # pylint: disable=import-outside-toplevel
   from mnist import mnist_train_eval  # pylint: disable=import-outside-toplevel
   from rigl import kernel_selection  # pylint: disable=import-outside-toplevel
   from rigl import script_flags  # pylint: disable=import-outside-toplevel
@@ -159,8 +159,8 @@ def train_keras3(seed: int) -> dict[str, object]:
 
   keras.backend.clear_session()
   keras.utils.set_random_seed(seed)
-  model = keras3_models.mnist_fc(
-      kernel_regularizer=keras.regularizers.L2(script.l2_scale / 2))
+  model = mnist_fc(
+      kernel_regularizer=keras.regularizers.L2(script.l2_scale / 2), keras_module=keras)
   inner = keras.optimizers.SGD(learning_rate_schedule(script, steps_per_epoch),
                                momentum=script.momentum, nesterov=script.use_nesterov)
   optimizer = rigl.sparsify(

@@ -4,7 +4,7 @@ Two measurements, each Keras backend in its own subprocess (KERAS_BACKEND must b
 before Keras is imported):
 
 1. Cycle-mean training step (tensorflow and jax backends). For FC-300-100 and
-   WRN-22-2 (`benchmarks/keras3_models.py`), three copies of the model (dense: plain
+   WRN-22-2 (`rigl.models` built with `keras`), three copies of the model (dense: plain
    SGD; RigL and SET: `rigl.sparsify`, sparsity 0.9, ERK, one mask update every
    --cycle_steps steps, drop fraction 0.3) are compiled with `jit_compile=True` and
    SGD with momentum 0.9, then trained with `model.fit` on one fixed random batch,
@@ -122,8 +122,13 @@ def per_model(values: list[str], name: str) -> dict[str, int]:
 
 
 def build_model(name: str):
-  from benchmarks import keras3_models  # pylint: disable=import-outside-toplevel
-  return keras3_models.mnist_fc() if name == "mnist_fc" else keras3_models.wide_resnet(22, 2)
+  """The Keras 3 twin of `rigl.models`' `name` (same layer names and initialisers)."""
+  import keras  # pylint: disable=import-outside-toplevel
+  from rigl.models import mnist_fc  # pylint: disable=import-outside-toplevel
+  from rigl.models import wide_resnet  # pylint: disable=import-outside-toplevel
+  if name == "mnist_fc":
+    return mnist_fc(keras_module=keras)
+  return wide_resnet(22, 2, keras_module=keras)
 
 
 def compiled_model(name: str, method: str, cycle_steps: int):

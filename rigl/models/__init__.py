@@ -56,7 +56,9 @@ def _builder_parameters(description: Mapping[str, Any]
   if architecture not in BUILDERS:
     raise ValueError(f"Unknown model `{ARCHITECTURE_KEY}` {architecture!r}; allowed "
                      f"values: {', '.join(BUILDERS)}.")
-  parameters = dict(inspect.signature(BUILDERS[architecture]).parameters)
+  parameters = {name: parameter for name, parameter
+                in inspect.signature(BUILDERS[architecture]).parameters.items()
+                if parameter.kind is not inspect.Parameter.KEYWORD_ONLY}
   unknown = sorted(set(description) - set(parameters) - {ARCHITECTURE_KEY})
   if unknown:
     raise ValueError(f"The model `{architecture}` takes no {', '.join(unknown)}; its "
@@ -72,7 +74,9 @@ def describe(architecture: str, **arguments: Any) -> dict[str, Any]:
   """The description of `BUILDERS[architecture](**arguments)`: JSON, every argument.
 
   Arguments left out take the builder's defaults, written out, so that the description
-  still names the same model when a default changes.
+  still names the same model when a default changes. Keyword-only arguments (the Keras
+  module to build with, a kernel regularizer) say how a model is built, not which one,
+  and are not part of a description.
 
   Raises:
     ValueError: naming an unknown architecture or argument, and the allowed ones.

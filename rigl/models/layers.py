@@ -1,6 +1,12 @@
-"""Building blocks shared by the ImageNet models: fixed padding and numbered BN."""
+"""Building blocks shared by the models: fixed padding and numbered BN.
+
+Builders that also serve Keras 3 take the Keras module to build with (`tf_keras`, the
+default, or `keras`): both expose the same `layers`, `Input` and `Model`.
+"""
 
 from __future__ import annotations
+
+from types import ModuleType
 
 import tf_keras
 
@@ -38,16 +44,17 @@ class BatchNormFactory:
   order; checkpoints are matched by these names.
   """
 
-  def __init__(self):
+  def __init__(self, keras_module: ModuleType = tf_keras):
     self._count = 0
+    self._keras = keras_module
 
   def __call__(self, x, gamma_zeros: bool = False):
     name = "batch_normalization" + (f"_{self._count}" if self._count else "")
     self._count += 1
-    return tf_keras.layers.BatchNormalization(
+    return self._keras.layers.BatchNormalization(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name,
         gamma_initializer="zeros" if gamma_zeros else "ones")(x)
 
 
-def relu(x):
-  return tf_keras.layers.ReLU()(x)
+def relu(x, keras_module: ModuleType = tf_keras):
+  return keras_module.layers.ReLU()(x)

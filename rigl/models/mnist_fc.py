@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import tf_keras
 
 HIDDEN_UNITS = (300, 100)
@@ -9,12 +11,18 @@ NUM_CLASSES = 10
 INPUT_SIZE = 784
 
 
-def mnist_fc(width: float = 1.0, num_classes: int = NUM_CLASSES) -> tf_keras.Model:
-  """Layers `layer1`, `layer2` (ReLU) and `layer3` (logits), glorot-uniform init."""
-  inputs = tf_keras.Input((INPUT_SIZE,))
+def mnist_fc(width: float = 1.0, num_classes: int = NUM_CLASSES, *,
+             kernel_regularizer=None, keras_module: ModuleType = tf_keras):
+  """Layers `layer1`, `layer2` (ReLU) and `layer3` (logits), glorot-uniform init.
+
+  `keras_module` is `tf_keras` (default) or Keras 3's `keras`, whose model this returns.
+  """
+  layers = keras_module.layers
+  inputs = keras_module.Input((INPUT_SIZE,))
   x = inputs
   for index, units in enumerate(HIDDEN_UNITS, start=1):
-    x = tf_keras.layers.Dense(int(units * width), activation="relu",
-                              name=f"layer{index}")(x)
-  outputs = tf_keras.layers.Dense(num_classes, name=f"layer{len(HIDDEN_UNITS) + 1}")(x)
-  return tf_keras.Model(inputs, outputs, name="mnist_fc")
+    x = layers.Dense(int(units * width), activation="relu", name=f"layer{index}",
+                     kernel_regularizer=kernel_regularizer)(x)
+  outputs = layers.Dense(num_classes, name=f"layer{len(HIDDEN_UNITS) + 1}",
+                         kernel_regularizer=kernel_regularizer)(x)
+  return keras_module.Model(inputs, outputs, name="mnist_fc")

@@ -9,6 +9,8 @@ the two 3x3 convolutions of a block, and a `logits` dense layer.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import tf_keras
 
 from rigl.models.layers import BatchNormFactory
@@ -21,40 +23,47 @@ DROPOUT_RATE = 0.3
 FINAL_POOL_SIZE = 8
 
 
-def _conv(x, filters: int, kernel_size: int, strides: int, name: str,
-          padding: str = "same"):
-  return tf_keras.layers.Conv2D(filters, kernel_size, strides, padding=padding,
-                                use_bias=False, name=name,
-                                kernel_initializer="glorot_uniform")(x)
-
-
 def wide_resnet(depth: int = 16, width: int = 4, num_classes: int = 10,
                 input_shape: tuple[int, int, int] = (32, 32, 3),
-                dropout_rate: float = DROPOUT_RATE) -> tf_keras.Model:
-  """Builds WRN-`depth`-`width`; the paper's CIFAR-10 model is WRN-22-2."""
+                dropout_rate: float = DROPOUT_RATE, *,
+                keras_module: ModuleType = tf_keras):
+  """Builds WRN-`depth`-`width`; the paper's CIFAR-10 model is WRN-22-2.
+
+  `keras_module` is `tf_keras` (default) or Keras 3's `keras`, whose model this returns.
+  """
   if (depth - 4) % 6:
     raise ValueError(f"`resnet_depth` must be 6n + 4 (e.g. 16, 22, 28); got {depth}.")
+  layers = keras_module.layers
+
+  def conv(x, filters: int, kernel_size: int, strides: int, name: str,
+           padding: str = "same"):
+    return layers.Conv2D(filters, kernel_size, strides, padding=padding, use_bias=False,
+                         name=name, kernel_initializer="glorot_uniform")(x)
+
+  def relu_(x):
+    return relu(x, keras_module)
+
   blocks = (depth - 4) // 6
-  batch_norm = BatchNormFactory()
-  inputs = tf_keras.Input(input_shape)
-  x = _conv(inputs, STEM_FILTERS, 3, 1, "conv_1")
+  batch_norm = BatchNormFactory(keras_module)
+  inputs = keras_module.Input(input_shape)
+  x = conv(inputs, STEM_FILTERS, 3, 1, "conv_1")
   for group_index, (filters, strides) in enumerate(zip(GROUP_FILTERS, GROUP_STRIDES)):
     group = f"conv_{group_index + 2}"
     filters *= width
     for block in range(blocks):
       block_strides = strides if block == 0 else 1
-      activated = relu(batch_norm(x))
+      activated = relu_(batch_norm(x))
       shortcut = x
       if x.shape[-1] != filters:
-        shortcut = _conv(activated, filters, 1, block_strides, f"skip_{group}",
-                         padding="valid")
-      y = _conv(activated, filters, 3, block_strides, f"{group}_{block}_1")
-      y = relu(batch_norm(y))
-      y = tf_keras.layers.Dropout(dropout_rate)(y)
-      y = _conv(y, filters, 3, 1, f"{group}_{block}_2")
-      x = tf_keras.layers.Add()([y, shortcut])
-  x = relu(batch_norm(x))
-  x = tf_keras.layers.AveragePooling2D(FINAL_POOL_SIZE)(x)
-  x = tf_keras.layers.Flatten()(x)
-  outputs = tf_keras.layers.Dense(num_classes, name="logits")(x)
-  return tf_keras.Model(inputs, outputs, name=f"wrn_{depth}_{width}")
+        shortcut = conv(activated, filters, 1, block_strides, f"skip_{group}",
+                        padding="valid")
+      y = conv(activated, filters, 3, block_strides, f"{group}_{block}_1")
+      y = relu_(batch_norm(y))
+      y = layers.Dropout(dropout_rate)(y)
+      y = conv(y, filters, 3, 1, f"{group}_{block}_2")
+      x = layers.Add()([y, shortcut])
+  x = relu_(batch_norm(x))
+  x = layers.AveragePooling2D(FINAL_POOL_SIZE)(x)
+  x = layers.Flatten()(x)
+  outputs = layers.Dense(num_classes, name="logits")(x)
+  return keras_module.Model(inputs, outputs, name=f"wrn_{depth}_{width}")
