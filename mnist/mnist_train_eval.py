@@ -68,6 +68,10 @@ define.integer("mask_record_frequency", 0,
 define.enum("mask_init_method", "random",
             ["random", "erdos_renyi", "erdos_renyi_kernel"],
             "Sparsity distribution.")
+define.integer("dense_block_size", 1,
+               "Mask the Dense kernels in blocks of this many consecutive inputs (4: "
+               "TFLite's 1x4 blocks, which its FULLY_CONNECTED kernel runs sparse); 1: "
+               "elementwise.")
 define.integer("prune_begin_step", 2000, "prune: first pruning step.")
 define.integer("prune_end_step", 30000, "prune: last pruning step.")
 define.float("end_sparsity", 0.98, "Target sparsity.")
@@ -98,8 +102,21 @@ OPERATIONAL_FLAGS = (
 )
 
 
+def shortened_schedule(num_epochs: int) -> dict[str, int]:
+  """Flag values for a `num_epochs` run that keeps the defaults' schedule in proportion.
+
+  The first learning-rate drop and the last mask update fall at the same fractions of
+  training as with the defaults (epoch 75 of 200; step 50,000 of 120,000).
+  """
+  scale = num_epochs / FLAGS["num_epochs"].default
+  return {"num_epochs": num_epochs,
+          "lr_drop_epoch": max(1, round(FLAGS["lr_drop_epoch"].default * scale)),
+          "maskupdate_end_step": round(FLAGS["maskupdate_end_step"].default * scale)}
+
+
 def sparsity_config(network_type: str, end_sparsity: float, mask_init_method: str,
-                    sparsity_scale: float) -> rigl.SparsityConfig:
+                    sparsity_scale: float, dense_block_size: int = 1
+                    ) -> rigl.SparsityConfig:
   """Per-layer rules: fc as the original (layer3 dense, layer2 thinned less).
 
   LeNet-5 keeps its first convolution (150 weights) and its output layer dense, as the
@@ -109,9 +126,10 @@ def sparsity_config(network_type: str, end_sparsity: float, mask_init_method: st
   if network_type == "fc":
     return rigl.SparsityConfig(
         end_sparsity, mask_init_method,
-        custom_sparsity_map={"layer2": end_sparsity * sparsity_scale, "layer3": 0.0})
+        custom_sparsity_map={"layer2": end_sparsity * sparsity_scale, "layer3": 0.0},
+        dense_block_size=dense_block_size)
   return rigl.SparsityConfig(end_sparsity, mask_init_method, first_layer_sparsity=0.0,
-                             last_layer_sparsity=0.0)
+                             last_layer_sparsity=0.0, dense_block_size=dense_block_size)
 
 
 def learning_rate(steps_per_epoch: int):
@@ -149,7 +167,7 @@ def read_input_mask(path: str) -> np.ndarray:
 
 def validate_flags() -> None:
   """Fails at start, naming the flag, on settings that cannot work (before any data)."""
-  script_flags.check_positive(FLAGS, ["batch_size"])
+  script_flags.check_positive(FLAGS, ["batch_size", "dense_block_size"])
   script_flags.check_sparsity(FLAGS, "end_sparsity")
   if FLAGS.network_type == "fc":
     layer2_sparsity = FLAGS.end_sparsity * FLAGS.sparsity_scale
@@ -183,7 +201,7 @@ def run() -> dict[str, object]:
   optimizer = rigl.create_sparse_optimizer(
       FLAGS.training_method, inner_optimizer(steps_per_epoch), model,
       sparsity_config(FLAGS.network_type, FLAGS.end_sparsity, FLAGS.mask_init_method,
-                      FLAGS.sparsity_scale),
+                      FLAGS.sparsity_scale, FLAGS.dense_block_size),
       **script_flags.mask_update_options(FLAGS), pruning_begin_step=FLAGS.prune_begin_step,
       pruning_end_step=FLAGS.prune_end_step, pruning_frequency=FLAGS.pruning_frequency,
       threshold_decay=FLAGS.threshold_decay, seed=FLAGS.seed)

@@ -21,10 +21,10 @@ TENSORFLOW = types.SimpleNamespace(
     divide=tf.math.divide, equal=tf.equal, greater_equal=tf.greater_equal,
     less_equal=tf.less_equal, less=tf.less, logical_and=tf.logical_and,
     logical_not=tf.logical_not, logical_or=tf.logical_or, maximum=tf.maximum,
-    minimum=tf.minimum, mod=tf.math.floormod, multiply=tf.multiply, power=tf.pow,
-    reshape=tf.reshape, round=tf.round, shape=tf.shape, sign=tf.sign, sqrt=tf.sqrt,
-    square=tf.square, sum=tf.reduce_sum, take=tf.gather, where=tf.where,
-    zeros_like=tf.zeros_like, ones_like=tf.ones_like,
+    mean=tf.reduce_mean, minimum=tf.minimum, mod=tf.math.floormod, multiply=tf.multiply,
+    power=tf.pow, repeat=tf.repeat, reshape=tf.reshape, round=tf.round, shape=tf.shape,
+    sign=tf.sign, sqrt=tf.sqrt, square=tf.square, sum=tf.reduce_sum, take=tf.gather,
+    where=tf.where, zeros_like=tf.zeros_like, ones_like=tf.ones_like,
     convert_to_tensor=tf.convert_to_tensor,
 )
 

@@ -112,10 +112,14 @@ def find_kernels(model: tf_keras.Model, select: Selection = None) -> list[LayerK
   return kernels
 
 
-def initial_mask(name: str, shape: Sequence[int], sparsity: float, seed: int) -> np.ndarray:
-  """A random mask with exactly floor(sparsity * size) zeros, seeded per layer."""
+def initial_mask(name: str, shape: Sequence[int], sparsity: float, seed: int,
+                 block_size: int = 1) -> np.ndarray:
+  """A random mask with exactly floor(sparsity * size) zeros, seeded per layer.
+
+  With `block_size` > 1, in blocks of that many rows (see `sparsity.random_mask`).
+  """
   rng = np.random.default_rng([int(seed) % 2**31, stateless_random.stable_hash(name)])
-  return sparsity_lib.random_mask(shape, sparsity, rng)
+  return sparsity_lib.random_mask(shape, sparsity, rng, block_size=block_size)
 
 
 def global_sparsity(model: tf_keras.Model | keras.Model,

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from rigl import array_ops
 from rigl import mask_ops
 from rigl import mask_updates
 
@@ -171,6 +172,6 @@ def test_drop_and_grow_keeps_then_grows_among_the_others(size):
 
 def test_keep_top_at_sparsity_keeps_exact_count():
   scores = tf.random.stateless_uniform([7, 9], seed=[1, 2])
-  mask = mask_updates.keep_top_at_sparsity(mask_ops, scores, 0.7).numpy()
+  mask = mask_updates.keep_top_at_sparsity(array_ops.TENSORFLOW, mask_ops, scores, 0.7).numpy()
   assert mask.sum() == 63 - int(np.floor(0.7 * 63))
   assert scores.numpy()[mask == 1].min() > scores.numpy()[mask == 0].max()

@@ -5,6 +5,10 @@ Each function takes the layer's current values and returns the new ones; the cal
 is the array namespace and `selection` the module choosing top entries
 (`rigl.mask_ops` on tf_keras, `rigl.keras3.mask_ops` on Keras 3): both offer
 `keep_top`, `kth_largest` and `drop_and_grow` with the same tie-breaking.
+
+Block masks (`block_size` > 1, for 2-D kernels): scores are averaged over blocks of
+`block_size` consecutive rows (`pool_blocks`), whole blocks are selected, and the
+block mask is repeated back to the kernel's shape (`expand_blocks`).
 """
 
 from __future__ import annotations
@@ -28,20 +32,41 @@ class Rewiring:
   slot_values: Tensor
 
 
+def pool_blocks(ops, values, block_size: int):
+  """The mean of `values` (rows, columns) over blocks of `block_size` consecutive rows."""
+  if block_size == 1:
+    return values
+  rows, columns = (int(d) for d in values.shape)
+  return ops.mean(ops.reshape(values, (rows // block_size, block_size, columns)), axis=1)
+
+
+def expand_blocks(ops, block_values, block_size: int):
+  """Each row of `block_values` repeated `block_size` times: back to the kernel's rows."""
+  if block_size == 1:
+    return block_values
+  return ops.repeat(block_values, block_size, axis=0)
+
+
 def drop_and_grow(method, ops, selection, random, weights, old_mask, dense_grad,
-                  state: dict[str, Tensor], drop_fraction) -> Rewiring:
+                  state: dict[str, Tensor], drop_fraction,
+                  block_size: int = 1) -> Rewiring:
   """Drops the `int(n_active * drop_fraction)` lowest drop scores, grows as many.
 
   `method` supplies the scores (`_drop_score`, `_grow_score`, `_new_slot_values`),
-  `reinit_when_same` and the parsed `_grow_init`.
+  `reinit_when_same` and the parsed `_grow_init`. With `block_size` > 1, counts and
+  scores are of blocks.
   """
-  n_ones = ops.sum(ops.cast(old_mask, "int32"))
+  block_mask = pool_blocks(ops, old_mask, block_size)
+  n_ones = ops.sum(ops.cast(block_mask, "int32"))
   # float32 as in the original, so counts match it exactly.
   n_prune = ops.cast(ops.cast(n_ones, "float32") * drop_fraction, "int32")
   kept, grown = selection.drop_and_grow(
-      method._drop_score(ops, weights, old_mask, random),
-      method._grow_score(ops, weights, old_mask, dense_grad, state, random),
+      pool_blocks(ops, method._drop_score(ops, weights, old_mask, random), block_size),
+      pool_blocks(ops, method._grow_score(ops, weights, old_mask, dense_grad, state,
+                                          random), block_size),
       n_ones - n_prune, n_prune)
+  kept = expand_blocks(ops, kept, block_size)
+  grown = expand_blocks(ops, grown, block_size)
   new_connections = grown if method.reinit_when_same else grown * (1.0 - old_mask)
   kernel_values = grow_init_lib.grow_values(
       method._grow_init, weights, old_mask, random, gradient=dense_grad,
@@ -57,22 +82,27 @@ def rewired(ops, current, new_connections, values, new_mask):
       new_mask, dtype)
 
 
-def keep_top_at_sparsity(selection, scores, sparsity: float):
-  """A mask keeping the n - floor(sparsity * n) highest scores."""
+def keep_top_at_sparsity(ops, selection, scores, sparsity: float, block_size: int = 1):
+  """A mask keeping the n - floor(sparsity * n) highest scores (of blocks)."""
+  scores = pool_blocks(ops, scores, block_size)
   size = math.prod(int(d) for d in scores.shape)
-  return selection.keep_top(scores, size - sparsity_lib.get_n_zeros(size, sparsity))
+  return expand_blocks(ops, selection.keep_top(
+      scores, size - sparsity_lib.get_n_zeros(size, sparsity)), block_size)
 
 
-def magnitude_pruning(ops, selection, weights, threshold, sparsity, decay: float):
+def magnitude_pruning(ops, selection, weights, threshold, sparsity, decay: float,
+                      block_size: int = 1):
   """(new mask, new threshold): keeps |w| at or above the smoothed k-th largest |w|.
 
   k = max(round(n * (1 - sparsity)), 1) (tfmot's rule); the threshold is the
-  exponential average (`decay`) of the k-th largest magnitudes over updates.
+  exponential average (`decay`) of the k-th largest magnitudes over updates. With
+  `block_size` > 1, magnitudes are blocks' mean |w| (tfmot's average block pooling).
   """
-  magnitudes = ops.abs(weights)
-  size = math.prod(int(d) for d in weights.shape)
+  magnitudes = pool_blocks(ops, ops.abs(weights), block_size)
+  size = math.prod(int(d) for d in magnitudes.shape)
   keep = ops.maximum(ops.cast(ops.round(ops.cast(size, "float32") * (
       1.0 - ops.cast(sparsity, "float32"))), "int32"), 1)
   new_threshold = decay * threshold + (1.0 - decay) * selection.kth_largest(
       magnitudes, keep)
-  return ops.cast(magnitudes >= new_threshold, magnitudes.dtype), new_threshold
+  new_mask = ops.cast(magnitudes >= new_threshold, magnitudes.dtype)
+  return expand_blocks(ops, new_mask, block_size), new_threshold

@@ -333,7 +333,7 @@ class GradualPruning(SparseOptimizer):
     new_mask, new_threshold = mask_updates.magnitude_pruning(
         self.ops, self.selection, tf.convert_to_tensor(kernel),
         tf.convert_to_tensor(state["threshold"]), context[layer_name],
-        self.threshold_decay)
+        self.threshold_decay, self.layer_blocks[layer_name])
     mask_ops.assign(state["threshold"], new_threshold)
     mask_ops.install_mask(mask, kernel, new_mask, slots=slots)
 

@@ -153,6 +153,9 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
         self, self.sparsity_config.layer_sparsities(shapes) if self.sparsifies else {})
     self._layers.extend(layer for layer in candidates
                         if layer.name in self.layer_sparsities)
+    self.layer_blocks = keras_compat.untracked(
+        self, {layer.name: self.sparsity_config.block_size(layer.name, layer.shape)
+               for layer in self._layers})
     self._layer_of_variable = keras_compat.untracked(
         self, {keras_compat.variable_key(self, layer.kernel): layer.name
                for layer in self._layers})
@@ -210,7 +213,8 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
     if self.chooses_own_masks:
       return np.ones(layer.shape, np.float32)
     return kernel_selection.initial_mask(layer.name, layer.shape,
-                                         self.layer_sparsities[layer.name], self.seed)
+                                         self.layer_sparsities[layer.name], self.seed,
+                                         self.layer_blocks[layer.name])
 
   def _create_state(self) -> None:
     """Creates method-specific variables; called after the masks exist."""
@@ -456,9 +460,9 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
     del context, step
     weights = tf.convert_to_tensor(kernel)
     new_mask = mask_updates.keep_top_at_sparsity(
-        self.selection,
+        self.ops, self.selection,
         self._saliency(self.ops, weights, tf.cast(dense_grad, weights.dtype), state),
-        self.layer_sparsities[layer_name])
+        self.layer_sparsities[layer_name], self.layer_blocks[layer_name])
     mask_ops.install_mask(mask, kernel, new_mask, weights, slots)
 
   def _saliency(self, ops, weights, dense_grad, state):
@@ -551,7 +555,7 @@ class DynamicSparseOptimizer(SparseOptimizer):
         self, self.ops, self.selection,
         array_ops.TensorFlowRandom(layer_name, self.seed, step), weights,
         tf.convert_to_tensor(mask), tf.cast(dense_grad, weights.dtype), state,
-        drop_fraction=context)
+        drop_fraction=context, block_size=self.layer_blocks[layer_name])
     for variable, values in [(kernel, update.kernel_values)] + [
         (slot, update.slot_values) for slot in slots]:
       mask_ops.assign(variable, mask_updates.rewired(

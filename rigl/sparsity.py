@@ -45,9 +45,16 @@ def get_n_zeros(size: int, sparsity: float) -> int:
 
 def random_mask(shape: Shape, sparsity: float,
                 rng: np.random.Generator | None = None,
-                dtype: np.dtype = np.float32) -> np.ndarray:
-  """A mask with exactly floor(sparsity * size) zeros at random positions."""
+                dtype: np.dtype = np.float32, block_size: int = 1) -> np.ndarray:
+  """A mask with exactly floor(sparsity * size) zeros at random positions.
+
+  With `block_size` > 1, whole blocks of that many consecutive rows (first axis) are
+  zero: floor(sparsity * n_blocks) of them.
+  """
   check_sparsity(sparsity, "sparsity")
+  if block_size > 1:
+    blocks = random_mask((shape[0] // block_size, *shape[1:]), sparsity, rng, dtype)
+    return np.repeat(blocks, block_size, axis=0)
   size = int(np.prod(shape))
   n_zeros = get_n_zeros(size, sparsity)
   flat = np.ones(size, dtype=dtype)
@@ -157,6 +164,13 @@ class SparsityConfig:
   `first_layer_sparsity` and `last_layer_sparsity` follow the original flags:
   0 leaves that layer unmasked (dense), a negative value gives it the distribution's
   share, and a value in (0, 1) sets it exactly.
+
+  `dense_block_size` > 1 masks the 2-D (Dense) kernels in blocks of that many
+  consecutive inputs of one unit: every method then drops, grows and keeps whole blocks
+  (scored by the mean of its weights' scores), and a layer at sparsity s keeps
+  n_blocks - floor(s * n_blocks) blocks. At 4 these are TFLite's 1x4 blocks, which its
+  FULLY_CONNECTED kernel runs sparse (see `rigl.export`). Convolution kernels stay
+  elementwise.
   """
   sparsity: float = 0.9
   distribution: str = UNIFORM
@@ -164,9 +178,13 @@ class SparsityConfig:
   erk_power_scale: float = 1.0
   first_layer_sparsity: float = -1.0
   last_layer_sparsity: float = -1.0
+  dense_block_size: int = 1
 
   def __post_init__(self):
     check_sparsity(self.sparsity, "end_sparsity")
+    if int(self.dense_block_size) != self.dense_block_size or self.dense_block_size < 1:
+      raise ValueError(f"`dense_block_size` must be a positive integer (1: elementwise "
+                       f"masks); got {self.dense_block_size!r}.")
     if self.distribution not in DISTRIBUTIONS:
       raise ValueError(f"Unknown sparsity distribution (mask_init_method) "
                        f"{self.distribution!r}; allowed values: {', '.join(DISTRIBUTIONS)}.")
@@ -198,3 +216,17 @@ class SparsityConfig:
     masked = {name: shapes[name] for name in names if name not in unmasked}
     return get_sparsities(masked, self.distribution, self.sparsity, custom,
                           self.erk_power_scale)
+
+  def block_size(self, name: str, shape: Shape) -> int:
+    """Rows of a mask block of layer `name`'s kernel: `dense_block_size` for 2-D ones.
+
+    Raises:
+      ValueError: if the kernel's input size is not a multiple of `dense_block_size`.
+    """
+    if len(shape) != 2 or self.dense_block_size == 1:
+      return 1
+    if shape[0] % self.dense_block_size:
+      raise ValueError(f"`dense_block_size` {self.dense_block_size} does not divide the "
+                       f"{shape[0]} inputs of layer {name!r}; choose a divisor, or leave "
+                       "the layer dense (custom_sparsity_map {name: 0}).")
+    return int(self.dense_block_size)

@@ -48,9 +48,10 @@ def as_numpy(value):
   return np.asarray(ops.convert_to_numpy(value))
 
 
-def paired_optimizers(method, inner, **options):
+def paired_optimizers(method, inner, dense_block_size=1, **options):
   """The same method on a tf_keras and a Keras 3 model, in the same state."""
-  config = sparsity_lib.SparsityConfig(sparsity=SPARSITY, distribution="random")
+  config = sparsity_lib.SparsityConfig(sparsity=SPARSITY, distribution="random",
+                                       dense_block_size=dense_block_size)
   core_model, k3_model = tf_keras_model(), keras3_model()
   core = rigl.sparsify(core_model, inner[0], method, config, seed=3, **options)
   k3 = rigl.sparsify(k3_model, inner[1], method, config, seed=3, **options)
@@ -124,6 +125,31 @@ def test_drop_and_grow_methods_select_the_core_masks(method, options):
     core_slot = core._slots[name][0].numpy()  # The momentum of each kernel.
     k3_slot = as_numpy(k3.slots[name][0])
     np.testing.assert_allclose(k3_slot, core_slot, rtol=1e-6, err_msg=name)
+
+
+def test_rigl_block_masks_select_the_core_masks():
+  """Blocks of 4 inputs: block means spaced apart (each block's |w| and |g| equal)."""
+  block = 4
+  rng = np.random.default_rng(4)
+  schedule = rigl.MaskUpdateSchedule(end_step=100, frequency=10, drop_fraction=0.3)
+  core, k3 = paired_optimizers("rigl", sgd(), dense_block_size=block, schedule=schedule)
+  assert core.layer_blocks == k3.layer_blocks == {"conv": 1, "out": block}
+
+  def block_spaced(shape, offset=0.0):
+    if len(shape) != 2:
+      return spaced(rng, shape, offset)
+    return np.repeat(spaced(rng, (shape[0] // block, shape[1]), offset), block, axis=0)
+
+  set_state(core, k3, rng, kernels={name: block_spaced(tuple(kernel.shape))
+                                    for name, kernel in core.kernels.items()})
+  before = core.masks["out"].numpy()
+  update_both(core, k3, {name: block_spaced(tuple(kernel.shape), offset=0.5)
+                         for name, kernel in core.kernels.items()})
+  assert_same(core, k3)
+  after = core.masks["out"].numpy()
+  assert np.any(after != before)
+  grouped = after.reshape(-1, block, after.shape[1])
+  assert np.all(grouped == grouped[:, :1])
 
 
 def test_snip_selects_the_core_masks():

@@ -95,7 +95,8 @@ class MagnitudePruningOptimizer(SparseOptimizer):
     threshold = self._book.state[layer.name]["threshold"]
     new_mask, new_threshold = mask_updates.magnitude_pruning(
         ops, mask_ops, ops.convert_to_tensor(layer.kernel),
-        ops.convert_to_tensor(threshold), context[layer.name], self.threshold_decay)
+        ops.convert_to_tensor(threshold), context[layer.name], self.threshold_decay,
+        self.layer_blocks[layer.name])
     self._set(threshold, new_threshold)
     self._install_mask(layer, new_mask)
 

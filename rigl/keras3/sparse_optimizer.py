@@ -142,6 +142,9 @@ class SparseOptimizer(keras.optimizers.Optimizer):
                              if self.sparsifies else {})
     self._book.layers.extend(layer for layer in candidates
                              if layer.name in self.layer_sparsities)
+    self.layer_blocks = {layer.name: self.sparsity_config.block_size(layer.name,
+                                                                     layer.shape)
+                         for layer in self._book.layers}
     for layer in self._book.layers:
       self._book.masks[layer.name] = self._new_variable(
           self._initial_mask(layer), f"{layer.name}/mask", layer.kernel.dtype)
@@ -426,9 +429,9 @@ class SparseOptimizer(keras.optimizers.Optimizer):
     del context, step
     weights = ops.convert_to_tensor(layer.kernel)
     new_mask = mask_updates.keep_top_at_sparsity(
-        mask_ops, self._saliency(ops, weights, ops.cast(dense_grad, weights.dtype),
-                                 self._book.state[layer.name]),
-        self.layer_sparsities[layer.name])
+        ops, mask_ops, self._saliency(ops, weights, ops.cast(dense_grad, weights.dtype),
+                                      self._book.state[layer.name]),
+        self.layer_sparsities[layer.name], self.layer_blocks[layer.name])
     self._install_mask(layer, new_mask, weights)
 
   def _install_mask(self, layer, new_mask, weights=None) -> None:
@@ -468,7 +471,7 @@ class DynamicSparseOptimizer(SparseOptimizer):
         self, ops, mask_ops, mask_ops.HashRandom(layer.name, self.seed, step), weights,
         ops.convert_to_tensor(self._book.masks[layer.name]),
         ops.cast(dense_grad, weights.dtype), self._book.state[layer.name],
-        drop_fraction=context)
+        drop_fraction=context, block_size=self.layer_blocks[layer.name])
     for variable, values in [(layer.kernel, update.kernel_values)] + [
         (slot, update.slot_values) for slot in self._followed_slots(layer.name)]:
       self._set(variable, mask_updates.rewired(

@@ -90,6 +90,28 @@ def test_each_method_trains_with_fit(method):
   assert changed == (method not in ("scratch", "static"))
 
 
+@pytest.mark.parametrize("method", sorted(set(METHOD_OPTIONS) - {"baseline"}))
+def test_each_method_keeps_whole_blocks_of_dense_block_masks(method):
+  """Masks in blocks of 4 consecutive inputs stay in blocks through `fit`'s updates."""
+  block = 4
+  model, x, y = model_and_data()
+  config = rigl.SparsityConfig(0.75, "random", dense_block_size=block)
+  optimizer = rigl.sparsify(model, keras.optimizers.SGD(0.05, momentum=0.9), method,
+                            config, **METHOD_OPTIONS[method])
+  initial = {name: as_numpy(mask) for name, mask in optimizer.masks.items()}
+  compile_and_fit(model, optimizer, x, y)
+  for name, mask in optimizer.masks.items():
+    mask = as_numpy(mask)
+    grouped = mask.reshape(mask.shape[0] // block, block, mask.shape[1])
+    assert np.all(grouped == grouped[:, :1]), f"{name}: a block is partly masked"
+    blocks = grouped[:, 0]
+    if method != "prune":
+      assert blocks.size - blocks.sum() == np.floor(0.75 * blocks.size), name
+    assert np.all(as_numpy(optimizer.kernels[name])[mask == 0] == 0), name
+  changed = any(np.any(as_numpy(optimizer.masks[n]) != initial[n]) for n in initial)
+  assert changed == (method not in ("scratch", "static"))
+
+
 def simulated_schedule(calls: int, replaces_step: bool) -> tuple[int, int]:
   """(steps taken, last update step) by the schedule's rule, in plain Python."""
   step, last_update = 0, -UPDATE_EVERY
