@@ -8,9 +8,16 @@ model: the export rebuilds it from the model description in the run directory's
 maps a float32 batch `inputs` to `logits` (inference mode); the training loop's
 SavedModels (`Trainer.export`) are written by the same `export_saved_model`. TFLite
 weights are stored in TFLite's sparse tensor encoding by default, where the converter
-finds that smaller; the interpreter expands them to dense weights before computing with
-them, so the encoding shrinks the file, not the computation
-(`benchmarks/tflite_latency.py`).
+finds that smaller. How a sparse weight runs depends on its pattern
+(`tflite_weight_storage` tells, per weight):
+
+- elementwise (random) sparsity: the converter puts a DENSIFY op in front of the weight,
+  which expands it to a dense tensor at the first call; the file shrinks, the
+  computation does not (`benchmarks/tflite_latency.py`);
+- Dense kernels masked in blocks of 4 consecutive inputs
+  (`SparsityConfig(dense_block_size=4)`): stored as TFLite's 1x4 blocks with no
+  DENSIFY, and TFLite's FULLY_CONNECTED kernel computes with the blocks, skipping the
+  zeros (`benchmarks/tflite_dense_layers.py`).
 
 A name-based TF1 checkpoint of the original code is loaded with
 `rigl.tf1_checkpoints.restore_tf1_checkpoint`; it has no run configuration, so its
@@ -257,6 +264,64 @@ def export_tflite(model: AnyModel, path: str, sparse: bool = True) -> int:
   with tf.io.gfile.GFile(path, "wb") as file:
     file.write(flatbuffer)
   return len(flatbuffer)
+
+
+# How a weight of a TFLite file is stored and read (see `tflite_weight_storage`).
+DENSE_STORAGE = "dense"
+DENSIFIED_STORAGE = "sparse, densified"
+BLOCK_STORAGE = "sparse 1x4 blocks, run sparse"
+RANDOM_STORAGE = "sparse, run sparse"
+# The dimension metadata of a weight stored in 1x4 blocks: rows dense, block columns
+# in CSR, then each block's 4 values dense.
+_BLOCK_DIMENSIONS = 3
+_BLOCK_WIDTH = 4
+# The weight operand of the ops whose weights are counted.
+_WEIGHT_INPUT = {"FULLY_CONNECTED": 1, "CONV_2D": 1, "DEPTHWISE_CONV_2D": 1}
+
+
+@dataclasses.dataclass(frozen=True)
+class TFLiteWeight:
+  """One weight of a TFLite model: the op reading it, its tensor, how it is stored."""
+  op: str
+  tensor: str
+  shape: tuple[int, ...]
+  storage: str
+
+
+def tflite_weight_storage(flatbuffer: bytes) -> list[TFLiteWeight]:
+  """How each FULLY_CONNECTED, CONV_2D and DEPTHWISE_CONV_2D weight of a model is kept.
+
+  `DENSE_STORAGE`; `DENSIFIED_STORAGE` (sparse in the file, expanded by a DENSIFY op
+  before the op reads it); `BLOCK_STORAGE` (1x4 blocks that the op itself reads: TFLite's
+  FULLY_CONNECTED then runs its block-sparse kernel); `RANDOM_STORAGE` (elementwise
+  sparse, read by the op itself). Read from the interpreter's own view of the graph.
+  """
+  interpreter = tf.lite.Interpreter(
+      model_content=flatbuffer,
+      experimental_op_resolver_type=tf.lite.experimental.OpResolverType.BUILTIN_REF)
+  tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
+  nodes = keras_compat.tflite_nodes(interpreter)
+  densified = {node["outputs"][0]: node["inputs"][0] for node in nodes
+               if node["op_name"] == "DENSIFY"}
+  weights = []
+  for node in nodes:
+    position = _WEIGHT_INPUT.get(node["op_name"])
+    if position is None:
+      continue
+    index = node["inputs"][position]
+    storage = DENSE_STORAGE
+    if index in densified:
+      storage, index = DENSIFIED_STORAGE, densified[index]
+    else:
+      dimensions = tensors[index].get("sparsity_parameters", {}).get("dim_metadata", [])
+      if len(dimensions) == _BLOCK_DIMENSIONS and dimensions[-1].get(
+          "dense_size") == _BLOCK_WIDTH:
+        storage = BLOCK_STORAGE
+      elif dimensions:
+        storage = RANDOM_STORAGE
+    weights.append(TFLiteWeight(node["op_name"], tensors[index]["name"],
+                                tuple(int(d) for d in tensors[index]["shape"]), storage))
+  return weights
 
 
 def kernel_sparsities(model: AnyModel) -> dict[str, float]:

@@ -101,6 +101,33 @@ def test_tflite_matches_keras_and_sparse_encoding_is_small(run, tmp_path):
                                atol=OUTPUT_ATOL)
 
 
+def test_tflite_weight_storage_of_elementwise_and_block_masks(tmp_path):
+  """Elementwise masks are densified at load; 1x4 block masks run sparse, no DENSIFY."""
+  tf_keras.utils.set_random_seed(0)
+  model = models.mnist_fc()
+  rigl.create_sparse_optimizer(
+      "scratch", tf_keras.optimizers.SGD(0.1), model,
+      rigl.SparsityConfig(SPARSITY, "random", custom_sparsity_map={"layer3": 0.0}))
+  block_model = models.mnist_fc()
+  block_model.set_weights(model.get_weights())
+  rigl.create_sparse_optimizer(
+      "scratch", tf_keras.optimizers.SGD(0.1), block_model,
+      rigl.SparsityConfig(SPARSITY, "random", custom_sparsity_map={"layer3": 0.0},
+                          dense_block_size=4))
+  inputs = _inputs(model)
+  for keras_model, masked_storage in ((model, export.DENSIFIED_STORAGE),
+                                      (block_model, export.BLOCK_STORAGE)):
+    path = tmp_path / "model.tflite"
+    export.export_tflite(keras_model, str(path))
+    storage = export.tflite_weight_storage(path.read_bytes())
+    assert [(w.op, w.shape, w.storage) for w in storage] == [
+        ("FULLY_CONNECTED", (300, 784), masked_storage),
+        ("FULLY_CONNECTED", (100, 300), masked_storage),
+        ("FULLY_CONNECTED", (10, 100), export.DENSE_STORAGE)]
+    np.testing.assert_allclose(_tflite_logits(path, inputs), keras_model(inputs).numpy(),
+                               atol=OUTPUT_ATOL)
+
+
 def test_saved_model_matches_keras(run, tmp_path):
   directory, model = run
   loaded, _ = export.load_run_model(str(directory))

@@ -42,6 +42,12 @@ Keras 3 (checked against keras 3.15):
 - `Trainer.jax_state_sync`: on the JAX backend `fit` keeps the training state outside
   the model's variables until an epoch ends; a callback that reads variables between
   batches must write it back first (as `keras.callbacks.Callback.model` does).
+
+TFLite (TensorFlow 2.21's `tf.lite.Interpreter`):
+
+- `Interpreter._get_ops_details`: the interpreter's nodes (op name, input and output
+  tensor indices), including the DELEGATE nodes a delegate such as XNNPACK puts in
+  place of the nodes it runs; no public API lists them.
 """
 
 from __future__ import annotations
@@ -249,3 +255,11 @@ def to_numpy(value: Any) -> np.ndarray:
   if isinstance(value, keras.Variable):
     return keras.ops.convert_to_numpy(value)
   return np.asarray(value)
+
+
+# ----- TFLite ---------------------------------------------------------------------------
+
+
+def tflite_nodes(interpreter: tf.lite.Interpreter) -> list[dict[str, Any]]:
+  """Every node of an interpreter's graph: `op_name`, `inputs`, `outputs` (indices)."""
+  return interpreter._get_ops_details()
