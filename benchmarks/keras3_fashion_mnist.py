@@ -77,15 +77,11 @@ def script_settings(seed: int) -> dict[str, object]:
   of training.
   """
   from mnist import mnist_train_eval  # pylint: disable=import-outside-toplevel
-  script = mnist_train_eval.FLAGS
-  scale = FLAGS.num_epochs / script["num_epochs"].default
   return {
       "dataset": "fashion_mnist", "data_dir": FLAGS.fashion_mnist_dir,
       "network_type": "fc", "training_method": TRAINING_METHOD,
-      "end_sparsity": END_SPARSITY, "seed": seed, "num_epochs": FLAGS.num_epochs,
-      "save_path": "",
-      "lr_drop_epoch": max(1, round(script["lr_drop_epoch"].default * scale)),
-      "maskupdate_end_step": round(script["maskupdate_end_step"].default * scale),
+      "end_sparsity": END_SPARSITY, "seed": seed, "save_path": "",
+      **mnist_train_eval.shortened_schedule(FLAGS.num_epochs),
   }
 
 

@@ -20,10 +20,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import platform
 import tempfile
 import time
-import warnings
 
 from absl import app
 from absl import flags
@@ -32,6 +30,7 @@ import tensorflow as tf
 import tf_keras
 
 import rigl
+from benchmarks import tflite_timing
 from rigl import export
 from rigl import models
 
@@ -40,16 +39,13 @@ FLAGS = flags.FLAGS
 SPARSITY = 0.9
 DISTRIBUTION = "erdos_renyi_kernel"
 NUM_THREADS = 1
-MILLISECONDS = 1e3
-PERCENTILES = (10, 90)
+MILLISECONDS = tflite_timing.MILLISECONDS
+PERCENTILES = tflite_timing.PERCENTILES
 # Ranges of the random batch-norm scales (gamma, moving variance) and shifts (beta,
 # moving mean, biases).
 SCALE_RANGE = (0.5, 1.5)
 SHIFT_RANGE = (-0.1, 0.1)
 ENCODINGS = (("dense", False), ("sparse", True))
-_RESOLVER = tf.lite.experimental.OpResolverType
-RESOLVERS = (("XNNPACK", _RESOLVER.AUTO),
-             ("built-in", _RESOLVER.BUILTIN_WITHOUT_DEFAULT_DELEGATES))
 
 flags.DEFINE_list("architectures", ["mnist_fc", "mobilenet_v1", "resnet50"],
                   "rigl.models architectures to measure.")
@@ -95,26 +91,6 @@ def sparse_model(architecture: str) -> tf_keras.Model:
   return model
 
 
-def interpreter(path: pathlib.Path, resolver) -> tf.lite.Interpreter:
-  with warnings.catch_warnings():  # tf.lite.Interpreter's deprecation notice.
-    warnings.simplefilter("ignore")
-    result = tf.lite.Interpreter(model_path=str(path), num_threads=NUM_THREADS,
-                                 experimental_op_resolver_type=resolver)
-  result.allocate_tensors()
-  return result
-
-
-def timed_invoke(runner: tf.lite.Interpreter) -> float:
-  start = time.perf_counter()
-  runner.invoke()
-  return time.perf_counter() - start
-
-
-def op_counts(runner: tf.lite.Interpreter) -> dict[str, int]:
-  names = [op["op_name"] for op in runner._get_ops_details()]  # pylint: disable=protected-access
-  return {name: names.count(name) for name in sorted(set(names))}
-
-
 def measure(architecture: str, directory: pathlib.Path) -> list[dict[str, object]]:
   """Latency rows of the four (encoding, kernels) variants of one architecture."""
   tf_keras.backend.clear_session()
@@ -129,30 +105,24 @@ def measure(architecture: str, directory: pathlib.Path) -> list[dict[str, object
     start = time.perf_counter()
     file_bytes = export.export_tflite(model, str(path), sparse)
     conversion_s = time.perf_counter() - start
-    for kernels, resolver in RESOLVERS:
+    for kernels in tflite_timing.RESOLVERS:
       start = time.perf_counter()
-      runner = interpreter(path, resolver)
+      runner = tflite_timing.interpreter(path, kernels, NUM_THREADS)
       load_s = time.perf_counter() - start
       runner.set_tensor(runner.get_input_details()[0]["index"], image)
       variants[(encoding, kernels)] = {
           "runner": runner, "file_bytes": file_bytes, "conversion_s": conversion_s,
-          "load_s": load_s, "first_invoke_s": timed_invoke(runner), "times": []}
-  for variant in variants.values():
-    for _ in range(FLAGS.warmup_runs - 1):
-      variant["runner"].invoke()
+          "load_s": load_s, "first_invoke_s": tflite_timing.timed_invoke(runner)}
   load_before = os.getloadavg()[0]
-  while any(len(v["times"]) < FLAGS.runs for v in variants.values()):
-    for variant in variants.values():
-      chunk = min(FLAGS.chunk_runs, FLAGS.runs - len(variant["times"]))
-      variant["times"].extend(timed_invoke(variant["runner"]) for _ in range(chunk))
+  times = tflite_timing.time_in_turns(
+      {key: variant["runner"] for key, variant in variants.items()}, FLAGS.runs,
+      FLAGS.warmup_runs - 1, FLAGS.chunk_runs)
   load_after = os.getloadavg()[0]
   reference = model(image, training=False).numpy()
   rows = []
   for (encoding, kernels), variant in variants.items():
     runner = variant["runner"]
     logits = runner.get_tensor(runner.get_output_details()[0]["index"])
-    times_ms = np.array(variant["times"]) * MILLISECONDS
-    low, high = np.percentile(times_ms, PERCENTILES)
     rows.append({
         "architecture": architecture, "encoding": encoding, "kernels": kernels,
         "file_bytes": variant["file_bytes"],
@@ -162,32 +132,19 @@ def measure(architecture: str, directory: pathlib.Path) -> list[dict[str, object
         "conversion_s": variant["conversion_s"],
         "load_ms": variant["load_s"] * MILLISECONDS,
         "first_invoke_ms": variant["first_invoke_s"] * MILLISECONDS,
-        "runs": len(times_ms), "median_ms": float(np.median(times_ms)),
-        f"p{PERCENTILES[0]}_ms": float(low), f"p{PERCENTILES[1]}_ms": float(high),
-        "min_ms": float(times_ms.min()), "max_ms": float(times_ms.max()),
+        **tflite_timing.summary_ms(times[(encoding, kernels)]),
         "max_logit_difference_vs_keras_relative": float(
             np.abs(logits - reference).max() / np.abs(reference).max()),
         "masked_layers": sum(value > 0 for value in sparsities.values()),
         "layer_sparsities": sparsities,
-        "ops": op_counts(runner),
+        "ops": tflite_timing.op_counts(runner),
         "load_average_1min_before_after": [load_before, load_after]})
   return rows
 
 
-def cpu_description() -> str:
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-      for line in cpuinfo:
-        if line.startswith("model name"):
-          return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-  except OSError:
-    pass
-  return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-
-
 def write_report(rows: list[dict[str, object]], directory: pathlib.Path) -> None:
   directory.mkdir(parents=True, exist_ok=True)
-  cpu = cpu_description()
+  cpu = tflite_timing.cpu_description()
   settings = {"sparsity": SPARSITY, "distribution": DISTRIBUTION,
               "num_threads": NUM_THREADS, "runs": FLAGS.runs,
               "warmup_runs": FLAGS.warmup_runs, "chunk_runs": FLAGS.chunk_runs,
