@@ -87,6 +87,8 @@ class ExportReport:
     dense_bytes: `rigl.flops` size of the counted layers with every weight stored.
     sparse_bytes: `rigl.flops` size at the kernels' sparsities (non-zeros + masks).
     sparsity: zero weights over all counted weights.
+    weight_storage: TFLite only: how many weights are stored (and read) each way (see
+      `tflite_weight_storage`).
   """
   path: str
   format: str
@@ -94,6 +96,7 @@ class ExportReport:
   dense_bytes: float
   sparse_bytes: float
   sparsity: float
+  weight_storage: dict[str, int] = dataclasses.field(default_factory=dict)
 
   def lines(self) -> list[str]:
     def size(num_bytes: float) -> str:
@@ -103,7 +106,9 @@ class ExportReport:
             f"  file size             {size(self.file_bytes)}",
             f"  analytic dense size   {size(self.dense_bytes)}",
             f"  analytic sparse size  {size(self.sparse_bytes)}",
-            f"  weight sparsity       {self.sparsity:.4f}"]
+            f"  weight sparsity       {self.sparsity:.4f}"] + [
+                f"  weights, {kind}: {count}"
+                for kind, count in self.weight_storage.items()]
 
 
 # ----- loading a run ------------------------------------------------------------------
@@ -350,14 +355,19 @@ def export(checkpoint: str, export_format: str, output: str, *,
   if not output:
     raise ValueError("--output is empty; name the file or directory to write.")
   model, _ = load_run_model(checkpoint, model_architecture)
+  storage = {}
   if export_format == SAVED_MODEL:
     file_bytes = export_saved_model(model, output)
   else:
     file_bytes = export_tflite(model, output, sparse)
+    with tf.io.gfile.GFile(output, "rb") as file:
+      kinds = [weight.storage for weight in tflite_weight_storage(file.read())]
+    storage = {kind: kinds.count(kind) for kind in sorted(set(kinds))}
   dense, sparse_stats = size_accounting(model)
   return ExportReport(output, export_format, file_bytes,
                       dense.size_bits / BITS_PER_BYTE,
-                      sparse_stats.size_bits / BITS_PER_BYTE, sparse_stats.sparsity)
+                      sparse_stats.size_bits / BITS_PER_BYTE, sparse_stats.sparsity,
+                      storage)
 
 
 # ----- command line -------------------------------------------------------------------

@@ -154,6 +154,9 @@ def test_export_reports_file_and_analytic_sizes(run, tmp_path):
       (weights - zeros) * flops.BITS_PER_WEIGHT / 8
       + weights * flops.BITS_PER_MASK_ENTRY / 8 + bias_bytes, rel=1e-6)
   assert any("analytic sparse size" in line for line in report.lines())
+  # Elementwise masks: every weight is stored sparse and densified at load.
+  assert report.weight_storage == {export.DENSIFIED_STORAGE: 3}
+  assert f"  weights, {export.DENSIFIED_STORAGE}: 3" in report.lines()
 
 
 def test_load_run_model_from_the_recorded_model_description(run, tmp_path):
