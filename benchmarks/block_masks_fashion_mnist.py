@@ -2,14 +2,14 @@ r"""What 1x4 block masks cost in accuracy: Fashion-MNIST FC, elementwise against
 
 Trains the FC 784-300-100-10 network with `mnist/mnist_train_eval.py` (in-process, in
 worker processes with one thread each) at its default sparsities (98%; layer2 at
-0.9 x 98%, layer3 dense) with Static, SET and RigL, --seeds seeds each, once with
-elementwise masks and once with `--dense_block_size=4` (blocks of 4 consecutive inputs
-of a unit: the layout TFLite's FULLY_CONNECTED runs sparse, see
-`benchmarks/tflite_dense_layers.py`). Every other setting is the script's default,
-with --num_epochs instead of 200 and the schedule shortened in proportion
-(`mnist_train_eval.shortened_schedule`). Reports mean +- sample standard deviation of
+0.9 x 98%, layer3 dense) with Static, SET and RigL at the script's learning rate 0.2,
+and RigL again at 0.1, --seeds seeds each, once with elementwise masks and once with
+`--dense_block_size=4` (blocks of 4 consecutive inputs of a unit: the layout TFLite's
+FULLY_CONNECTED runs sparse, see `benchmarks/tflite_dense_layers.py`). Every other
+setting is the script's default, with --num_epochs instead of 200 and the schedule
+shortened in proportion (`mnist_train_eval.shortened_schedule`). Reports mean +- sample standard deviation of
 test accuracy and the block - elementwise difference per method with Welch's t-test.
-Writes block_masks_fashion_mnist.json and .md under --output_dir (about 15 minutes on
+Writes block_masks_fashion_mnist.json and .md under --output_dir (about 10 minutes on
 two CPU cores):
 
   python -m benchmarks.block_masks_fashion_mnist
@@ -28,11 +28,14 @@ from absl import flags
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FLAGS = flags.FLAGS
-METHODS = ("scratch", "set", "rigl")
+# (method, learning rate): the script's rate 0.2, and RigL at half of it too.
+CONFIGURATIONS = (("scratch", 0.2), ("set", 0.2), ("rigl", 0.2), ("rigl", 0.1))
 LABELS = {"scratch": "Static", "set": "SET", "rigl": "RigL"}
 BLOCK_SIZES = (1, 4)
 # Welch's t-test p-value at or above which a difference counts as seed noise.
 NOISE_P_VALUE = 0.05
+# Test accuracy at or below which a run counts as collapsed (chance is 0.1).
+COLLAPSED_ACCURACY = 0.15
 
 flags.DEFINE_string("fashion_mnist_dir", "/usr/share/datasets/fashion-mnist",
                     "Folder with the Fashion-MNIST IDX files.")
@@ -41,6 +44,8 @@ flags.DEFINE_integer("seeds", 3, "Seeds per method and block size (0, 1, ...).")
 flags.DEFINE_integer("workers", 2, "Parallel training processes (one thread each).")
 flags.DEFINE_string("output_dir", str(REPO / "benchmarks" / "results"),
                     "Where the results go.")
+flags.DEFINE_boolean("report_only", False,
+                     "Only rewrite the table from the runs in --output_dir's JSON.")
 
 
 def train_one(run: dict, data_dir: str, num_epochs: int) -> dict:
@@ -54,7 +59,8 @@ def train_one(run: dict, data_dir: str, num_epochs: int) -> dict:
   script_flags.set_values(
       mnist_train_eval.FLAGS, dataset="fashion_mnist", data_dir=data_dir,
       network_type="fc", training_method=run["method"], seed=run["seed"],
-      dense_block_size=run["block_size"], save_path="",
+      learning_rate=run["learning_rate"], dense_block_size=run["block_size"],
+      save_path="",
       **mnist_train_eval.shortened_schedule(num_epochs))
   tf_keras.backend.clear_session()
   start = time.perf_counter()
@@ -78,13 +84,14 @@ def welch_p_value(a: list[float], b: list[float]) -> float | None:
 
 def summarize(runs: list[dict]) -> list[dict]:
   rows = []
-  for method in METHODS:
+  for method, learning_rate in CONFIGURATIONS:
     accuracy = {block: [r["test_accuracy"] for r in runs
-                        if r["method"] == method and r["block_size"] == block]
+                        if (r["method"], r["learning_rate"]) == (method, learning_rate)
+                        and r["block_size"] == block]
                 for block in BLOCK_SIZES}
     if not all(accuracy.values()):
       continue
-    row = {"method": method}
+    row = {"method": method, "learning_rate": learning_rate}
     for block, values in accuracy.items():
       row[f"block_{block}"] = {
           "mean": statistics.mean(values),
@@ -111,36 +118,63 @@ def write_report(runs: list[dict], directory: pathlib.Path) -> None:
       "schedule shortened in proportion, elementwise masks against "
       "`--dense_block_size=4`. Test accuracy (%), mean +- sample standard deviation "
       f"over {FLAGS.seeds} seeds. Written by `benchmarks/block_masks_fashion_mnist.py`.",
-      "", "| Method | Elementwise | 1x4 blocks | Blocks - elementwise | Welch p |",
-      "|---|---|---|---|---|"]
+      "", "| Method | Learning rate | Elementwise | 1x4 blocks | Blocks - elementwise | "
+      "Welch p |", "|---|---|---|---|---|---|"]
   for row in rows:
     p_value = row["welch_p_value"]
-    verdict = "-" if p_value is None else (
-        f"{p_value:.3f} ({'within' if p_value >= NOISE_P_VALUE else 'outside'} seed "
-        "noise)")
-    cells = [f"{100 * row[f'block_{b}']['mean']:.2f} +- "
-             f"{100 * row[f'block_{b}']['std']:.2f}" for b in BLOCK_SIZES]
-    lines.append(f"| {LABELS[row['method']]} | {cells[0]} | {cells[1]} | "
-                 f"{100 * row['difference']:+.2f} | {verdict} |")
+    any_collapsed = any(value <= COLLAPSED_ACCURACY for block in BLOCK_SIZES
+                        for value in row[f"block_{block}"]["values"])
+    verdict = "-" if p_value is None else f"{p_value:.3f} " + (
+        "(not meaningful: a seed collapsed)" if any_collapsed else
+        f"({'within' if p_value >= NOISE_P_VALUE else 'outside'} seed noise)")
+    cells = []
+    for block in BLOCK_SIZES:
+      entry = row[f"block_{block}"]
+      collapsed = sum(value <= COLLAPSED_ACCURACY for value in entry["values"])
+      cells.append(f"{100 * entry['mean']:.2f} +- {100 * entry['std']:.2f}" + (
+          f" ({collapsed} of {len(entry['values'])} collapsed to chance)"
+          if collapsed else ""))
+    lines.append(f"| {LABELS[row['method']]} | {row['learning_rate']} | {cells[0]} | "
+                 f"{cells[1]} | {100 * row['difference']:+.2f} | {verdict} |")
+  lines += ["", f"Collapsed: test accuracy at or below {COLLAPSED_ACCURACY:.0%} (chance is "
+            "10%); a collapsed seed makes the spread large and Welch's test weak."]
+  lines += ["", "Per seed (%): " + "; ".join(
+      f"{LABELS[row['method']]} {row['learning_rate']} "
+      + ", ".join(f"block {b}: " + " ".join(f"{100 * v:.2f}"
+                                            for v in row[f"block_{b}"]["values"])
+                  for b in BLOCK_SIZES)
+      for row in rows) + "."]
   (directory / "block_masks_fashion_mnist.md").write_text("\n".join(lines) + "\n")
   print("\n".join(lines))
 
 
 def main(argv):
   del argv
-  runs = [{"method": method, "block_size": block, "seed": seed}
-          for method in METHODS for block in BLOCK_SIZES for seed in range(FLAGS.seeds)]
+  output_dir = pathlib.Path(FLAGS.output_dir)
+  if FLAGS.report_only:
+    saved = json.loads((output_dir / "block_masks_fashion_mnist.json").read_text())
+    for name, value in saved["settings"].items():
+      FLAGS[name].value = value
+    write_report(saved["runs"], output_dir)
+    return
+  runs = [{"method": method, "learning_rate": learning_rate, "block_size": block,
+           "seed": seed}
+          for method, learning_rate in CONFIGURATIONS for block in BLOCK_SIZES
+          for seed in range(FLAGS.seeds)]
   jobs = [(run, FLAGS.fashion_mnist_dir, FLAGS.num_epochs) for run in runs]
   results = []
   context = multiprocessing.get_context("spawn")
   with context.Pool(FLAGS.workers, maxtasksperchild=4) as pool:
     for index, row in enumerate(pool.imap_unordered(_train_one_star, jobs), start=1):
       results.append(row)
-      print(f"[{index}/{len(jobs)}] {row['method']} block {row['block_size']} seed "
-            f"{row['seed']}: accuracy {row['test_accuracy']:.4f} ({row['wall_time_s']} s)",
-            flush=True)
-  results.sort(key=lambda r: (METHODS.index(r["method"]), r["block_size"], r["seed"]))
-  write_report(results, pathlib.Path(FLAGS.output_dir))
+      print(f"[{index}/{len(jobs)}] {row['method']} lr {row['learning_rate']} block "
+            f"{row['block_size']} seed {row['seed']}: accuracy "
+            f"{row['test_accuracy']:.4f} ({row['wall_time_s']} s)", flush=True)
+  order = [(run["method"], run["learning_rate"], run["block_size"], run["seed"])
+           for run in runs]
+  results.sort(key=lambda r: order.index((r["method"], r["learning_rate"],
+                                          r["block_size"], r["seed"])))
+  write_report(results, output_dir)
 
 
 if __name__ == "__main__":
