@@ -12,6 +12,7 @@ from __future__ import annotations
 import types
 from typing import Any, Callable, Protocol
 
+import numpy as np
 import tensorflow as tf
 
 from rigl import stateless_random
@@ -26,6 +27,15 @@ TENSORFLOW = types.SimpleNamespace(
     sign=tf.sign, sqrt=tf.sqrt, square=tf.square, sum=tf.reduce_sum, take=tf.gather,
     where=tf.where, zeros_like=tf.zeros_like, ones_like=tf.ones_like,
     convert_to_tensor=tf.convert_to_tensor,
+)
+
+# The names schedules use, on NumPy: for deciding on the host whether a step updates
+# masks (`rigl.sparse_optimizer.HostUpdatePlan`).
+NUMPY = types.SimpleNamespace(
+    cast=lambda value, dtype: np.asarray(value).astype(dtype), convert_to_tensor=np.asarray,
+    equal=np.equal, greater_equal=np.greater_equal, less_equal=np.less_equal,
+    logical_and=np.logical_and, logical_not=np.logical_not, logical_or=np.logical_or,
+    mod=np.mod,
 )
 
 

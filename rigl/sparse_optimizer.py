@@ -28,11 +28,12 @@ same masks without further communication.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
 import inspect
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -137,6 +138,8 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
     # for optimizers that could move a zero weight with zero gradient and slots.
     self._reapplies_masks = not optimizer_slots.preserves_zeros(optimizer)
     self._slots = keras_compat.untracked(self, {})
+    # Set by `planned` while a step is traced: True/False when the host decided.
+    self._planned_update = None
     self._masks = {}
     self._layers = keras_compat.untracked(self, [])
     self._candidates = keras_compat.untracked(self, [])
@@ -358,23 +361,45 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
     tf.distribute.get_replica_context().merge_call(apply, args=(grads, dense_grads))
     return self.iterations
 
+  @contextlib.contextmanager
+  def planned(self, update: bool | None) -> Iterator[None]:
+    """Steps traced inside take (`update`) or skip the mask update, without a condition.
+
+    For a training loop that decides on the host (`HostUpdatePlan`) and calls one of
+    two compiled steps: ordinary steps then carry no schedule check and no conditional.
+    The plan must agree with the schedule, or masks change at the wrong steps. None:
+    the step decides itself, with the schedule's conditional (the default).
+    """
+    previous, self._planned_update = self._planned_update, update
+    try:
+      yield
+    finally:
+      self._planned_update = previous
+
   def _apply_sparse(self, strategy, grads, dense_grads, variables) -> None:
     """One call of this method, in cross-replica context.
 
     The optimizer step, then a mask update on the post-step weights and step counter
-    when the schedule says so; with `update_replaces_step`, either the update (on the
-    current weights, counter unchanged) or the step.
+    when the schedule (or the host's plan, see `planned`) says so; with
+    `update_replaces_step`, either the update (on the current weights, counter
+    unchanged) or the step.
     """
     grads = self._before_step(strategy, grads, dense_grads, variables)
     update = functools.partial(self._update_masks, strategy, dense_grads)
     optimizer_step = functools.partial(self._optimizer_step, strategy, grads, variables)
+    planned = self._planned_update
     if self.update_replaces_step:
       step = tf.identity(self.iterations)
-      tf.cond(self._is_update_step(step), lambda: update(step), optimizer_step)
+      if planned is None:
+        tf.cond(self._is_update_step(step), lambda: update(step), optimizer_step)
+      elif planned:
+        update(step)
+      else:
+        optimizer_step()
       return
     optimizer_step()
     step = tf.identity(self.iterations)
-    is_update = self._is_update_step(step)
+    is_update = self._is_update_step(step) if planned is None else planned
     if is_update is True:
       update(step)
     elif is_update is not False:
@@ -473,6 +498,50 @@ class SparseOptimizer(keras_compat.ForwardingIterationsOptimizer):
     """
     raise NotImplementedError(f"{type(self).__name__} selects no masks.")
 
+
+
+class HostUpdatePlan:
+  """Decides on the host which calls of a sparse optimizer update masks, and keeps the
+  step counter there, so that a training loop can call a separately compiled update
+  step and never wait for the device to learn the step.
+
+  Exact: the decision is the schedule's own (`is_update_step` on NumPy) at the step the
+  compiled step would test (the counter after the optimizer step, or before it when the
+  update replaces the step). An ordinary call advances the counter by one (a loss
+  scaler that skips a step advances it too); after an update call, which may or may not
+  advance it (RigL's does not), the counter and the schedule's state are read back from
+  the optimizer, once per update.
+  """
+
+  def __init__(self, optimizer: SparseOptimizer):
+    self._optimizer = optimizer
+    self._schedule = optimizer.mask_schedule
+    self._offset = 0 if optimizer.update_replaces_step else 1
+    self.refresh()
+
+  @property
+  def updates_ever(self) -> bool:
+    """False when the schedule never changes masks (dense, fixed masks)."""
+    return not isinstance(self._schedule, schedules.Never) or isinstance(
+        self._schedule, schedules.EveryStep)
+
+  def refresh(self) -> None:
+    """Reads the step counter and the schedule's state from the optimizer."""
+    variable = self._optimizer._schedule_state()  # pylint: disable=protected-access
+    self._state = None if variable is None else variable.numpy()
+    self.iterations = int(self._optimizer.iterations.numpy())
+
+  def update_due(self) -> bool:
+    """Whether the next call updates masks."""
+    return self.updates_ever and bool(self._schedule.is_update_step(
+        self.iterations + self._offset, self._state, ops=array_ops.NUMPY))
+
+  def called(self, updated: bool) -> None:
+    """Accounts for one call, which updated masks or not."""
+    if updated:
+      self.refresh()
+    else:
+      self.iterations += 1
 
 
 class DynamicSparseOptimizer(SparseOptimizer):

@@ -53,6 +53,7 @@ from rigl import export as export_lib
 from rigl import kernel_selection
 from rigl import run_directory
 from rigl import summaries
+from rigl.sparse_optimizer import HostUpdatePlan
 from rigl.sparse_optimizer import SparseOptimizer
 # The run directory's names and checks, which the scripts and tests reach through here.
 from rigl.run_directory import CHECKPOINT_NAME
@@ -264,7 +265,10 @@ class Trainer:
                                                  type(optimizer).flops_rule)
     self.dense_flops = self._flops_meter.dense_flops
     self._kernels = model_kernels(model)
-    self._train_step = self._make_train_step()
+    # Which calls update masks is decided on the host: ordinary calls run a compiled
+    # step without the update or its conditional, update calls another one.
+    self._plan = HostUpdatePlan(optimizer)
+    self._train_steps: dict[bool, Callable] = {}
     self._eval_step = self._make_eval_step()
 
   # ----- state ------------------------------------------------------------------------
@@ -395,7 +399,24 @@ class Trainer:
 
   # ----- compiled steps ---------------------------------------------------------------
 
-  def _make_train_step(self):
+  def _train_step(self, images, labels) -> tf.Tensor:
+    """One training call; returns the summed loss of the batch (left on the device).
+
+    Runs the compiled step with the mask update when the host plan says this call
+    updates masks, else the one without.
+    """
+    update = self._plan.update_due()
+    if update not in self._train_steps:
+      self._train_steps[update] = self._make_train_step(update)
+    loss_sum = self._train_steps[update](images, labels)
+    self._plan.called(update)
+    return loss_sum
+
+  def _make_train_step(self, update_masks: bool | None):
+    """The compiled training step, with (`update_masks`) or without the mask update.
+
+    None: a step that decides itself, with the schedule's conditional in the graph.
+    """
     config, model = self.config, self.model
     optimizer = self._loss_scaler or self.optimizer
     loss_object = tf_keras.losses.CategoricalCrossentropy(
@@ -444,7 +465,9 @@ class Trainer:
 
     @tf.function
     def train_step(images, labels):
-      loss_sum = self.strategy.run(replica_step, args=(images, labels))
+      # Traced here, in the main thread (replicas may trace in threads of their own).
+      with self.optimizer.planned(update_masks):
+        loss_sum = self.strategy.run(replica_step, args=(images, labels))
       return self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss_sum, axis=None)
 
     return train_step
@@ -527,14 +550,19 @@ class Trainer:
     calls_since_sample, sample_after_next_call = 0, True
     window = _ProgressWindow(self.progress)
     stretch_start = time.time()
-    step, batches_drawn = self.step, int(self.counters.batches.numpy())
-    while self.progress < until:
+    # The step counter and the schedule's state may have been restored; from here on
+    # the host plan tracks the counter, and the loop never waits for it.
+    self._plan.refresh()
+    step, batches_drawn = self._plan.iterations, int(self.counters.batches.numpy())
+    progress = batches_drawn if config.count_batches else step
+    while progress < until:
       loss_sum = self._train_step(*next(batches))
       self.counters.batches.assign_add(1)
       batches_drawn += 1
       calls_since_sample += 1
       window.add(loss_sum, config.global_batch_size, step, batches_drawn)
-      progress, step = self.progress, self.step
+      step = self._plan.iterations
+      progress = batches_drawn if config.count_batches else step
       self._recorder.maybe_record(step, self.optimizer)
       if sample_after_next_call or calls_since_sample == FLOPS_SAMPLE_CALLS:
         sample = self._add_training_flops(sample, calls_since_sample)

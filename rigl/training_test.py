@@ -170,6 +170,51 @@ def test_xla_compiled_step_matches_the_plain_one(method):
     np.testing.assert_allclose(kernel, plain.kernels[name].numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("method", rigl.TRAINING_METHODS)
+def test_host_planned_steps_equal_steps_that_decide_in_the_graph(method):
+  """Calls chosen on the host (update or ordinary step) train bitwise as the schedule's
+  conditional does: masks, kernels and step counters after every call."""
+  planned_model, planned = build(method, batch_norm=False)
+  planned_trainer = training.Trainer(planned_model, planned, config())
+  graph_model, in_graph = build(method, batch_norm=False)
+  graph_step = training.Trainer(graph_model, in_graph, config())._make_train_step(None)
+  dataset = train_input(0, 0, tf.distribute.InputContext())
+  updates = 0
+  for images, labels in dataset.repeat().take(9):
+    before = {name: mask.numpy() for name, mask in planned.masks.items()}
+    planned_trainer._train_step(images, labels)
+    graph_step(images, labels)
+    assert int(planned.iterations.numpy()) == int(in_graph.iterations.numpy())
+    for name, mask in planned.masks.items():
+      np.testing.assert_array_equal(mask.numpy(), in_graph.masks[name].numpy())
+      np.testing.assert_array_equal(planned.kernels[name].numpy(),
+                                    in_graph.kernels[name].numpy())
+    updates += any(np.any(mask.numpy() != before[name])
+                   for name, mask in planned.masks.items())
+  if method in ("set", "momentum", "rigl", "snip", "prune", "dnw"):
+    assert updates, "no call changed the masks: the test exercised no update"
+
+
+def _conditionals(step_function, *args) -> int:
+  """How many If/StatelessIf ops the traced step has, nested functions included,
+  besides the guards of the step's label assertions."""
+  graph_def = step_function.get_concrete_function(*args).graph.as_graph_def()
+  nodes = list(graph_def.node) + [node for function in graph_def.library.function
+                                  for node in function.node_def]
+  return sum(node.op in ("If", "StatelessIf") and "AssertGuard" not in node.name
+             for node in nodes)
+
+
+@pytest.mark.parametrize("method", ["rigl", "set", "prune"])
+def test_ordinary_steps_carry_no_conditional(method):
+  model, optimizer = build(method, batch_norm=False)
+  trainer = training.Trainer(model, optimizer, config())
+  images, labels = next(iter(train_input(0, 0, tf.distribute.InputContext())))
+  assert _conditionals(trainer._make_train_step(None), images, labels) >= 1
+  assert _conditionals(trainer._make_train_step(False), images, labels) == 0
+  assert _conditionals(trainer._make_train_step(True), images, labels) == 0
+
+
 def test_batch_statistics_evaluation_keeps_moving_statistics():
   model, optimizer = build()
   trainer = training.Trainer(model, optimizer, config(eval_batch_statistics=True))
