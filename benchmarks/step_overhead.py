@@ -261,9 +261,11 @@ def write_report(results: dict[str, object], directory: pathlib.Path) -> pathlib
       "(see its docstring for the method).", "",
       "Cycle mean = ordinary step + one mask update / "
       f"{FLAGS.cycle_steps}. Values are median [min, max] over rounds; ratios are "
-      "paired within rounds. Static's ordinary step is dense plus gradient masking; "
-      "SET's, SNFS's and RigL's add the per-step schedule check and the conditional "
-      "around the update.", "",
+      "paired within rounds. Static's ordinary step is dense plus gradient masking. "
+      "The loop decides on the host which calls update masks and runs a separately "
+      "compiled step for them, so the ordinary steps of SET, SNFS and RigL carry no "
+      "conditional; they add the host's schedule check (microseconds), and SNFS's its "
+      "per-step gradient average.", "",
       "| Model | Batch | Method | Ordinary step (ms) | Ordinary / dense | "
       "Mask update (ms) | Cycle mean step (ms) | Cycle / dense |",
       "|---|---|---|---|---|---|---|---|"]
