@@ -11,8 +11,17 @@ is timed; the four interpreters of a model take turns in chunks of --chunk_runs 
 so that drifts of a shared machine fall on all of them alike.
 Writes tflite_latency.json and .md under --output_dir.
 
-  python benchmarks/tflite_latency.py
-  python benchmarks/tflite_latency.py --architectures=mnist_fc --runs=50
+With --mobilenet_sweep, instead: MobileNet-v1 and -v2 dense against 80/90/95% uniform
+and ERK sparsity (first convolution dense), every file with the default XNNPACK
+delegate at 1 and 2 threads, all files of a model and thread count taking turns; it
+also records whether XNNPACK can run sparse convolutions on this CPU at all (its sparse
+NCHW path, which needs the model to start with a 3x3 stride-2 convolution padded by 1
+on each side, as `rigl.models`' MobileNets do, is switched off on x86 CPUs with AVX).
+Writes tflite_mobilenet_sparsity.json and .md.
+
+  python -m benchmarks.tflite_latency
+  python -m benchmarks.tflite_latency --architectures=mnist_fc --runs=50
+  python -m benchmarks.tflite_latency --mobilenet_sweep  # about 5 minutes
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import platform
 import tempfile
 import time
 
@@ -46,6 +56,10 @@ PERCENTILES = tflite_timing.PERCENTILES
 SCALE_RANGE = (0.5, 1.5)
 SHIFT_RANGE = (-0.1, 0.1)
 ENCODINGS = (("dense", False), ("sparse", True))
+SWEEP_ARCHITECTURES = ("mobilenet_v1", "mobilenet_v2")
+SWEEP_SPARSITIES = (0.8, 0.9, 0.95)
+SWEEP_DISTRIBUTIONS = (("uniform", "random"), ("ERK", "erdos_renyi_kernel"))
+SWEEP_THREADS = (1, 2)
 
 flags.DEFINE_list("architectures", ["mnist_fc", "mobilenet_v1", "resnet50"],
                   "rigl.models architectures to measure.")
@@ -55,10 +69,14 @@ flags.DEFINE_integer("chunk_runs", 20, "Calls per turn of an interpreter.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, masks and the input image.")
 flags.DEFINE_string("output_dir", str(REPO / "benchmarks" / "results"),
                     "Where the results go.")
+flags.DEFINE_boolean("mobilenet_sweep", False,
+                     "Measure MobileNets over sparsities and distributions instead.")
 
 
-def sparse_model(architecture: str) -> tf_keras.Model:
-  """`architecture` 90% ERK-sparse (masked weights are zeros), with trained-like scales.
+def sparse_model(architecture: str, sparsity: float = SPARSITY,
+                 distribution: str = DISTRIBUTION) -> tf_keras.Model:
+  """`architecture` sparse (masked weights are zeros; sparsity 0: dense), with
+  trained-like scales.
 
   Masked kernels are scaled by 1/sqrt(density), as `--init_method=sparse` does, so
   activations keep their scale through the sparse layers. Batch norm and biases get
@@ -69,8 +87,8 @@ def sparse_model(architecture: str) -> tf_keras.Model:
   model = models.build(architecture)
   first_layer = 0.0 if architecture.startswith("mobilenet") else -1.0
   optimizer = rigl.create_sparse_optimizer(
-      "scratch", tf_keras.optimizers.SGD(0.1), model,
-      rigl.SparsityConfig(SPARSITY, DISTRIBUTION, first_layer_sparsity=first_layer),
+      "scratch" if sparsity else "baseline", tf_keras.optimizers.SGD(0.1), model,
+      rigl.SparsityConfig(sparsity, distribution, first_layer_sparsity=first_layer),
       seed=FLAGS.seed)
   for name, kernel in optimizer.kernels.items():
     kernel.assign(kernel / np.sqrt(1.0 - optimizer.layer_sparsities[name]))
@@ -209,8 +227,107 @@ def write_report(rows: list[dict[str, object]], directory: pathlib.Path) -> None
   print("\n".join(lines))
 
 
+def xnnpack_sparse_inference_possible() -> bool:
+  """False on x86 CPUs with AVX, where XNNPACK switches its sparse (NCHW) path off."""
+  if platform.machine() not in ("x86_64", "AMD64", "i386", "i686"):
+    return True
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+      flags_line = next(line for line in cpuinfo if line.startswith("flags"))
+  except (OSError, StopIteration):
+    return True
+  return "avx" not in flags_line.split()
+
+
+def measure_sweep(architecture: str, directory: pathlib.Path) -> list[dict[str, object]]:
+  """Latency rows of `architecture` dense and at every sweep sparsity, per thread count."""
+  files = {}
+  for label, distribution in (("dense", DISTRIBUTION),) + SWEEP_DISTRIBUTIONS:
+    for sparsity in (0.0,) if label == "dense" else SWEEP_SPARSITIES:
+      tf_keras.backend.clear_session()
+      model = sparse_model(architecture, sparsity, distribution)
+      path = directory / f"{architecture}_{label}_{sparsity}.tflite"
+      export.export_tflite(model, str(path), sparse=bool(sparsity))
+      files[(label, sparsity)] = (path, export.size_accounting(model)[1].sparsity)
+  image_shape = (1,) + tuple(model.input_shape[1:])
+  image = np.random.default_rng(FLAGS.seed).random(image_shape, dtype=np.float32)
+  rows = []
+  for threads in SWEEP_THREADS:
+    runners = {}
+    for key, (path, _) in files.items():
+      runners[key] = tflite_timing.interpreter(path, tflite_timing.XNNPACK, threads)
+      runners[key].set_tensor(runners[key].get_input_details()[0]["index"], image)
+    load_before = os.getloadavg()[0]
+    times = tflite_timing.time_in_turns(runners, FLAGS.runs, FLAGS.warmup_runs,
+                                        FLAGS.chunk_runs)
+    load_after = os.getloadavg()[0]
+    dense = float(np.median(times[("dense", 0.0)]))
+    for (label, sparsity), runner in runners.items():
+      rows.append({
+          "architecture": architecture, "distribution": label, "sparsity": sparsity,
+          "weight_sparsity": files[(label, sparsity)][1], "threads": threads,
+          **tflite_timing.summary_ms(times[(label, sparsity)]),
+          "speed_up_vs_dense": dense / float(np.median(times[(label, sparsity)])),
+          "ops": tflite_timing.op_counts(runner),
+          "load_average_1min_before_after": [load_before, load_after]})
+      print(f"{architecture} {label} {sparsity:.0%} threads={threads}: median "
+            f"{rows[-1]['median_ms']:.2f} ms, {rows[-1]['speed_up_vs_dense']:.2f}x dense",
+            flush=True)
+  return rows
+
+
+def write_sweep_report(rows: list[dict[str, object]], directory: pathlib.Path) -> None:
+  directory.mkdir(parents=True, exist_ok=True)
+  cpu = tflite_timing.cpu_description()
+  possible = xnnpack_sparse_inference_possible()
+  (directory / "tflite_mobilenet_sparsity.json").write_text(json.dumps(
+      {"cpu": cpu, "xnnpack_sparse_inference_possible": possible,
+       "settings": {"runs": FLAGS.runs, "warmup_runs": FLAGS.warmup_runs,
+                    "chunk_runs": FLAGS.chunk_runs, "tensorflow": tf.__version__},
+       "rows": rows}, indent=2) + "\n")
+  low, high = (f"p{p}" for p in PERCENTILES)
+  lines = [
+      "# TFLite MobileNets: dense against 80-95% sparse, XNNPACK", "",
+      f"CPU: {cpu}. TensorFlow {tf.__version__}, `tf.lite.Interpreter` with its default "
+      "XNNPACK delegate, float32, batch 1. Random weights and batch-norm statistics; "
+      "sparse files masked at the sparsity (first convolution dense) and written by "
+      "`rigl.export.export_tflite` in TFLite's sparse encoding, the dense file without "
+      f"masks. {FLAGS.runs} timed calls per row after {FLAGS.warmup_runs}, all files of a "
+      f"model and thread count taking turns in chunks of {FLAGS.chunk_runs}. Written by "
+      "`benchmarks/tflite_latency.py --mobilenet_sweep`.", "",
+      "XNNPACK's sparse inference (the NCHW path of \"Fast Sparse ConvNets\") possible "
+      f"on this CPU: {'yes' if possible else 'no'}"
+      + ("" if possible else " (x86 with AVX: XNNPACK's `xnn_is_chw_compatible_config` "
+         "is false there, as its sparse kernels are SSE-only; the delegate's sparse hint "
+         "is ignored and sparse weights are densified when the model is prepared)")
+      + ". The models meet the graph conditions: the first op is PAD by 1 on each side "
+      "then a 3x3 stride-2 VALID CONV_2D on 3 channels, strided depthwise convolutions "
+      "are padded likewise, stride-1 ones are SAME (1 on each side), and the network "
+      "ends with a spatial MEAN.", "",
+      f"| Model | Distribution | Sparsity | Weight sparsity | Threads | Median ms | [{low}, "
+      f"{high}] ms | Speed-up vs dense | DENSIFY | Load avg |",
+      "|---|---|---|---|---|---|---|---|---|---|"]
+  for row in rows:
+    loads = row["load_average_1min_before_after"]
+    lines.append(
+        f"| {row['architecture']} | {row['distribution']} | {row['sparsity']:.0%} | "
+        f"{row['weight_sparsity']:.3f} | {row['threads']} | {row['median_ms']:.2f} | "
+        f"[{row[f'{low}_ms']:.2f}, {row[f'{high}_ms']:.2f}] | "
+        f"{row['speed_up_vs_dense']:.2f}x | {row['ops'].get('DENSIFY', 0)} | "
+        f"{loads[0]:.1f}-{loads[1]:.1f} |")
+  (directory / "tflite_mobilenet_sparsity.md").write_text("\n".join(lines) + "\n")
+  print("\n".join(lines))
+
+
 def main(argv):
   del argv
+  if FLAGS.mobilenet_sweep:
+    rows = []
+    with tempfile.TemporaryDirectory() as directory:
+      for architecture in SWEEP_ARCHITECTURES:
+        rows.extend(measure_sweep(architecture, pathlib.Path(directory)))
+    write_sweep_report(rows, pathlib.Path(FLAGS.output_dir))
+    return
   unknown = [name for name in FLAGS.architectures if name not in models.ARCHITECTURES]
   if unknown:
     raise app.UsageError(f"Unknown --architectures {unknown}; allowed values: "
