@@ -102,12 +102,6 @@ def masked(name: str, sparsity: float, block_size: int) -> tf_keras.Model:
   return model
 
 
-def storage_summary(path: pathlib.Path) -> dict[str, int]:
-  """How many weights of the file are stored (and read) each way."""
-  storage = [weight.storage for weight in export.tflite_weight_storage(path.read_bytes())]
-  return {kind: storage.count(kind) for kind in sorted(set(storage))}
-
-
 def measure(name: str, sparsity: float, directory: pathlib.Path) -> list[dict[str, object]]:
   """Rows of every variant, thread count and batch size of one model at `sparsity`."""
   tf_keras.backend.clear_session()
@@ -119,7 +113,7 @@ def measure(name: str, sparsity: float, directory: pathlib.Path) -> list[dict[st
     path = directory / f"{name}_{sparsity}_{file}.tflite"
     start = time.perf_counter()
     size = export.export_tflite(model, str(path), sparse)
-    files[file] = {"path": path, "bytes": size, "storage": storage_summary(path),
+    files[file] = {"path": path, "bytes": size, "storage": export.tflite_storage_counts(path.read_bytes()),
                    "conversion_s": time.perf_counter() - start, "model": model}
   rows = []
   width = block_model.input_shape[-1]

@@ -260,15 +260,19 @@ def tflite_flatbuffer(model: AnyModel, sparse: bool = True) -> bytes:
         directory, signature_keys=[SIGNATURE_KEY]), sparse)
 
 
-def export_tflite(model: AnyModel, path: str, sparse: bool = True) -> int:
-  """Writes `model` as a TFLite flatbuffer; returns its size in bytes."""
-  flatbuffer = tflite_flatbuffer(model, sparse)
+def _write_flatbuffer(flatbuffer: bytes, path: str) -> int:
+  """Writes `flatbuffer` to `path` (creating its folder); returns its size in bytes."""
   directory = os.path.dirname(path)
   if directory:
     tf.io.gfile.makedirs(directory)
   with tf.io.gfile.GFile(path, "wb") as file:
     file.write(flatbuffer)
   return len(flatbuffer)
+
+
+def export_tflite(model: AnyModel, path: str, sparse: bool = True) -> int:
+  """Writes `model` as a TFLite flatbuffer; returns its size in bytes."""
+  return _write_flatbuffer(tflite_flatbuffer(model, sparse), path)
 
 
 # How a weight of a TFLite file is stored and read (see `tflite_weight_storage`).
@@ -329,6 +333,12 @@ def tflite_weight_storage(flatbuffer: bytes) -> list[TFLiteWeight]:
   return weights
 
 
+def tflite_storage_counts(flatbuffer: bytes) -> dict[str, int]:
+  """How many weights of a TFLite model are stored (and read) each way."""
+  kinds = [weight.storage for weight in tflite_weight_storage(flatbuffer)]
+  return {kind: kinds.count(kind) for kind in sorted(set(kinds))}
+
+
 def kernel_sparsities(model: AnyModel) -> dict[str, float]:
   """Each conv/dense layer's fraction of zero weights (masked weights are zeros)."""
   return flops.mask_sparsities({layer.name: keras_compat.to_numpy(layer.kernel) != 0
@@ -359,10 +369,9 @@ def export(checkpoint: str, export_format: str, output: str, *,
   if export_format == SAVED_MODEL:
     file_bytes = export_saved_model(model, output)
   else:
-    file_bytes = export_tflite(model, output, sparse)
-    with tf.io.gfile.GFile(output, "rb") as file:
-      kinds = [weight.storage for weight in tflite_weight_storage(file.read())]
-    storage = {kind: kinds.count(kind) for kind in sorted(set(kinds))}
+    flatbuffer = tflite_flatbuffer(model, sparse)
+    file_bytes = _write_flatbuffer(flatbuffer, output)
+    storage = tflite_storage_counts(flatbuffer)
   dense, sparse_stats = size_accounting(model)
   return ExportReport(output, export_format, file_bytes,
                       dense.size_bits / BITS_PER_BYTE,

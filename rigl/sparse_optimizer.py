@@ -517,13 +517,10 @@ class HostUpdatePlan:
     self._optimizer = optimizer
     self._schedule = optimizer.mask_schedule
     self._offset = 0 if optimizer.update_replaces_step else 1
-    self.refresh()
-
-  @property
-  def updates_ever(self) -> bool:
-    """False when the schedule never changes masks (dense, fixed masks)."""
-    return not isinstance(self._schedule, schedules.Never) or isinstance(
+    # False when the schedule never changes masks (dense, fixed masks).
+    self.updates_ever = not isinstance(self._schedule, schedules.Never) or isinstance(
         self._schedule, schedules.EveryStep)
+    self.refresh()
 
   def refresh(self) -> None:
     """Reads the step counter and the schedule's state from the optimizer."""

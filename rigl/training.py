@@ -280,7 +280,11 @@ class Trainer:
   @property
   def progress(self) -> int:
     """How far training is, in the unit of `train_steps` (steps or batches)."""
-    return int(self.counters.batches.numpy()) if self.config.count_batches else self.step
+    return self._progress_at(self.step, int(self.counters.batches.numpy()))
+
+  def _progress_at(self, step: int, batches: int) -> int:
+    """The progress after `batches` training calls, at optimizer step `step`."""
+    return batches if self.config.count_batches else step
 
   def restore_latest(self) -> bool:
     """Resumes from the run directory's newest complete checkpoint, if there is one.
@@ -551,10 +555,10 @@ class Trainer:
     window = _ProgressWindow(self.progress)
     stretch_start = time.time()
     # The step counter and the schedule's state may have been restored; from here on
-    # the host plan tracks the counter, and the loop never waits for it.
+    # the host plan tracks the counter, and the loop does not read it after each call.
     self._plan.refresh()
     step, batches_drawn = self._plan.iterations, int(self.counters.batches.numpy())
-    progress = batches_drawn if config.count_batches else step
+    progress = self._progress_at(step, batches_drawn)
     while progress < until:
       loss_sum = self._train_step(*next(batches))
       self.counters.batches.assign_add(1)
@@ -562,7 +566,7 @@ class Trainer:
       calls_since_sample += 1
       window.add(loss_sum, config.global_batch_size, step, batches_drawn)
       step = self._plan.iterations
-      progress = batches_drawn if config.count_batches else step
+      progress = self._progress_at(step, batches_drawn)
       self._recorder.maybe_record(step, self.optimizer)
       if sample_after_next_call or calls_since_sample == FLOPS_SAMPLE_CALLS:
         sample = self._add_training_flops(sample, calls_since_sample)
