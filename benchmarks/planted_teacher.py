@@ -1,0 +1,345 @@
+r"""A planted sparse teacher: does a method find the connections that matter?
+
+A fixed random teacher network has a sparse first layer with known connectivity
+(`fan_in` of the `inputs` Gaussian inputs per hidden unit) and a dense output layer;
+students of the same shape, first layer at the teacher's density, learn its outputs
+(regression) or their argmax (classification) from fresh Gaussian inputs at every step.
+Support recovery is the fraction of the teacher's first-layer connections present in the
+student's mask, with the student's hidden units matched one-to-one to the teacher's so
+as to share the most connections (hidden units are interchangeable); with `hidden=0`
+both are linear (one sparse layer) and nothing needs matching.
+
+The paper's mechanism predicts: RigL, growing where the dense gradient is large, finds
+the support; SET, growing at random, finds it only by chance; Static keeps its random
+initial support.
+
+  python -m benchmarks.planted_teacher            # benchmark: curves, table, PNG
+  python -m benchmarks.planted_teacher --steps=...  # see --help
+
+Writes benchmarks/results/planted_teacher.{md,json,png}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import pathlib
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+NAME = "planted_teacher"
+REGRESSION, CLASSIFICATION = "regression", "classification"
+# Methods compared, with their labels; `baseline` is the dense student.
+METHODS = (("scratch", "Static"), ("set", "SET"), ("momentum", "SNFS"), ("rigl", "RigL"),
+           ("prune", "Pruning"), ("baseline", "Dense"))
+FIRST_LAYER, OUTPUT_LAYER = "layer1", "layer2"
+TEST_EXAMPLES = 4096
+# Mask updates (and gradual pruning) stop at this fraction of training, as in the paper.
+UPDATE_END_FRACTION = 0.75
+# Gradual pruning prunes from this fraction of training to the updates' end.
+PRUNING_BEGIN_FRACTION = 0.1
+# A mask counts as denser than the teacher's beyond this factor of its density.
+DENSER_TOLERANCE = 1.01
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """The teacher's shape and the students' training."""
+  inputs: int = 200
+  hidden: int = 16
+  fan_in: int = 4
+  outputs: int = 1
+  kind: str = REGRESSION
+  steps: int = 3000
+  batch_size: int = 128
+  learning_rate: float = 0.05
+  momentum: float = 0.9
+  mask_update_frequency: int = 100
+  drop_fraction: float = 0.3
+  record_every: int = 100
+
+  @property
+  def first_layer_units(self) -> int:
+    return self.hidden or self.outputs
+
+  @property
+  def density(self) -> float:
+    return self.fan_in / self.inputs
+
+
+class Teacher:
+  """The planted network: `fan_in` random inputs per first-layer unit, Gaussian weights."""
+
+  def __init__(self, task: Task, seed: int):
+    rng = np.random.default_rng(seed)
+    units = task.first_layer_units
+    self.task = task
+    self.support = np.zeros((task.inputs, units), bool)
+    for unit in range(units):
+      self.support[rng.choice(task.inputs, task.fan_in, replace=False), unit] = True
+    # Unit-variance pre-activations for unit-variance inputs.
+    self.first = np.where(self.support, rng.normal(size=self.support.shape) /
+                          np.sqrt(task.fan_in), 0.0).astype(np.float32)
+    self.second = (rng.normal(size=(task.hidden, task.outputs)) / np.sqrt(task.hidden)
+                   ).astype(np.float32) if task.hidden else None
+
+  def outputs(self, x: np.ndarray) -> np.ndarray:
+    hidden = x @ self.first
+    if self.second is None:
+      return hidden
+    return np.maximum(hidden, 0.0) @ self.second
+
+  def targets(self, x: np.ndarray) -> np.ndarray:
+    outputs = self.outputs(x)
+    if self.task.kind == CLASSIFICATION:
+      return np.argmax(outputs, axis=1).astype(np.int32)
+    return outputs
+
+
+def support_recovery(student_mask: np.ndarray, teacher_support: np.ndarray,
+                     match_units: bool) -> float:
+  """Share of the teacher's connections in the student's mask.
+
+  With `match_units`, student units (columns) are first matched one-to-one to teacher
+  units so that the matched pairs share the most connections (Hungarian assignment).
+  """
+  student = np.asarray(student_mask, bool)
+  if match_units:
+    from scipy import optimize  # pylint: disable=import-outside-toplevel
+    overlap = teacher_support.T.astype(np.int64) @ student.astype(np.int64)
+    rows, columns = optimize.linear_sum_assignment(overlap, maximize=True)
+    shared = overlap[rows, columns].sum()
+  else:
+    shared = np.logical_and(student, teacher_support).sum()
+  return float(shared / teacher_support.sum())
+
+
+def input_recovery(student_mask: np.ndarray, teacher_support: np.ndarray) -> float:
+  """Share of the inputs the teacher reads that the student reads too (any unit)."""
+  used = teacher_support.any(axis=1)
+  return float(np.asarray(student_mask, bool).any(axis=1)[used].mean())
+
+
+def build_student(task: Task):
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  layers = [tf_keras.Input((task.inputs,))]
+  if task.hidden:
+    layers.append(tf_keras.layers.Dense(task.hidden, activation="relu", name=FIRST_LAYER))
+    layers.append(tf_keras.layers.Dense(task.outputs, name=OUTPUT_LAYER))
+  else:
+    layers.append(tf_keras.layers.Dense(task.outputs, use_bias=False, name=FIRST_LAYER))
+  return tf_keras.Sequential(layers)
+
+
+def sparse_optimizer(task: Task, method: str, model, seed: int):
+  """The method's optimizer: first layer at the teacher's density, output layer dense."""
+  import rigl  # pylint: disable=import-outside-toplevel
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  update_end = int(UPDATE_END_FRACTION * task.steps)
+  config = rigl.SparsityConfig(1.0 - task.density, "random", custom_sparsity_map=(
+      {OUTPUT_LAYER: 0.0} if task.hidden else {}))
+  return rigl.create_sparse_optimizer(
+      method, tf_keras.optimizers.SGD(task.learning_rate, momentum=task.momentum), model,
+      config, seed=seed,
+      schedule=rigl.MaskUpdateSchedule(0, update_end, task.mask_update_frequency,
+                                       task.drop_fraction, "cosine"),
+      pruning_begin_step=int(PRUNING_BEGIN_FRACTION * task.steps),
+      pruning_end_step=update_end, pruning_frequency=task.mask_update_frequency)
+
+
+def train_student(task: Task, method: str, seed: int) -> dict:
+  """Trains one student; returns its curve of (step, support recovery, test metric)."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  teacher = Teacher(task, seed)
+  data = np.random.default_rng(seed + 1)
+  test_x = data.normal(size=(TEST_EXAMPLES, task.inputs)).astype(np.float32)
+  test_y = teacher.targets(test_x)
+  tf_keras.utils.set_random_seed(seed)
+  model = build_student(task)
+  optimizer = sparse_optimizer(task, method, model, seed)
+  if task.kind == CLASSIFICATION:
+    loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  else:
+    loss_fn = tf_keras.losses.MeanSquaredError()
+
+  @tf.function
+  def step(x, y):
+    with tf.GradientTape() as tape:
+      loss = loss_fn(y, model(x, training=True))
+    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
+                                  model.trainable_variables))
+
+  def record(at: int) -> dict:
+    outputs = model(test_x).numpy()
+    if task.kind == CLASSIFICATION:
+      metric = float(np.mean(np.argmax(outputs, axis=1) == test_y))
+    else:
+      # Test MSE relative to the targets' variance: 1 is predicting the mean.
+      metric = float(np.mean((outputs - test_y)**2) / np.var(test_y))
+    mask = optimizer.masks.get(FIRST_LAYER) if hasattr(optimizer, "masks") else None
+    point = {"step": at, "test_metric": metric, "support_recovery": None,
+             "input_recovery": None, "density": None}
+    if mask is not None:
+      student = mask.numpy() > 0
+      point["density"] = float(student.mean())
+      point["support_recovery"] = support_recovery(student, teacher.support,
+                                                   bool(task.hidden))
+      point["input_recovery"] = input_recovery(student, teacher.support)
+    return point
+
+  curve = [record(0)]
+  for at in range(1, task.steps + 1):
+    x = data.normal(size=(task.batch_size, task.inputs)).astype(np.float32)
+    step(x, teacher.targets(x))
+    if at % task.record_every == 0:
+      curve.append(record(at))
+  return {"method": method, "seed": seed, "curve": curve}
+
+
+# ----- benchmark ------------------------------------------------------------------------
+
+# The tasks of the benchmark: a sparse linear teacher (its support is unambiguous) as
+# regression and as classification (argmax of 10 outputs), and a one-hidden-layer ReLU
+# teacher, whose hidden units a student may permute.
+TASKS = {
+    "linear regression": Task(hidden=0, outputs=20),
+    "linear classification": Task(hidden=0, outputs=10, kind=CLASSIFICATION),
+    "MLP regression": Task(hidden=16, outputs=1),
+}
+
+flags.DEFINE_integer("seeds", 3, "Seeds per task and method (0, 1, ...).")
+flags.DEFINE_integer("workers", 2, "Parallel processes (one TensorFlow thread each).")
+flags.DEFINE_boolean("report_only", False, "Only rewrite the report from the JSON.")
+FLAGS = flags.FLAGS
+
+
+def _train_job(job: tuple[str, str, int]) -> dict:
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  tf.config.threading.set_intra_op_parallelism_threads(1)
+  tf.config.threading.set_inter_op_parallelism_threads(1)
+  task_name, method, seed = job
+  start = time.perf_counter()
+  result = train_student(TASKS[task_name], method, seed)
+  return dict(result, task=task_name, wall_time_s=round(time.perf_counter() - start, 1))
+
+
+def _mean_std(values: list[float]) -> str:
+  return f"{np.mean(values):.2f} +- {np.std(values, ddof=1) if len(values) > 1 else 0:.2f}"
+
+
+def _at_fraction(curve: list[dict], fraction: float) -> dict:
+  target = fraction * curve[-1]["step"]
+  return min(curve, key=lambda point: abs(point["step"] - target))
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+  rows = []
+  for task_name, task in TASKS.items():
+    for method, label in METHODS:
+      group = [r for r in runs if r["task"] == task_name and r["method"] == method]
+      if not group:
+        continue
+      row = {"task": task_name, "method": label, "metric": (
+          "test accuracy" if task.kind == CLASSIFICATION else "test MSE / var")}
+      for key in ("support_recovery", "input_recovery", "test_metric"):
+        finals = [r["curve"][-1][key] for r in group]
+        early = [_at_fraction(r["curve"], 0.25)[key] for r in group]
+        row[key] = None if finals[0] is None else {"final": finals, "quarter": early}
+      # A mask still denser than the teacher's (pruning early on) holds its support for
+      # free: its recovery says nothing then.
+      quarter_density = max(_at_fraction(r["curve"], 0.25)["density"] or 0 for r in group)
+      row["quarter_is_denser"] = quarter_density > DENSER_TOLERANCE * task.density
+      rows.append(row)
+  return rows
+
+
+def write_report(runs: list[dict], settings: dict) -> None:
+  rows = summarize(runs)
+  denser = "(mask denser)"
+  cell = lambda values: "-" if values is None else _mean_std(values)  # pylint: disable=unnecessary-lambda-assignment
+  lines = [
+      "# Planted sparse teacher: support recovery", "",
+      f"Mean +- std over {settings['seeds']} seeds. Inputs N(0, I), 200 of them; "
+      "teacher first layer with 4 inputs per unit (2% dense); students at the teacher's "
+      "density in the first layer (output layer dense), SGD with momentum 0.9, learning "
+      "rate 0.05, batch 128, 3000 steps of fresh examples; mask updates every 100 steps "
+      "until step 2250, drop fraction 0.3 (cosine); pruning from step 300 to 2250. "
+      "Support recovery: share of the teacher's connections in the student's mask (MLP: "
+      "hidden units matched one-to-one); input recovery: share of the teacher's inputs "
+      "the student reads. 'at 25%': at step 750 ('mask denser': pruning has not reached "
+      "the teacher's density yet, so its mask holds the support for free). Written by "
+      "`python -m benchmarks.planted_teacher`; curves in "
+      "[planted_teacher.png](planted_teacher.png).", "",
+      "| Task | Method | support recovery | at 25% | input recovery | test metric | at 25% |",
+      "|---|---|---|---|---|---|---|"]
+  for row in rows:
+    recovery, inputs, metric = row["support_recovery"], row["input_recovery"], row["test_metric"]
+    lines.append(
+        f"| {row['task']} | {row['method']} | {cell(recovery and recovery['final'])} | "
+        f"{denser if row['quarter_is_denser'] else cell(recovery and recovery['quarter'])} | "
+        f"{cell(inputs and inputs['final'])} | "
+        f"{row['metric']} {cell(metric['final'])} | {cell(metric['quarter'])} |")
+  (RESULTS / f"{NAME}.md").write_text("\n".join(lines) + "\n")
+  (RESULTS / f"{NAME}.json").write_text(json.dumps(
+      {"settings": settings, "summary": rows, "runs": runs}))
+  plot(runs)
+  print("\n".join(lines))
+
+
+def plot(runs: list[dict]) -> None:
+  """Support recovery (top) and the test metric (bottom) against step, per task."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
+  figure, axes = pyplot.subplots(2, len(TASKS), figsize=(5 * len(TASKS), 7), sharex=True)
+  for column, (task_name, task) in enumerate(TASKS.items()):
+    for method, label in METHODS:
+      group = [r for r in runs if r["task"] == task_name and r["method"] == method]
+      if not group:
+        continue
+      steps = [point["step"] for point in group[0]["curve"]]
+      for row, key in enumerate(("support_recovery", "test_metric")):
+        if group[0]["curve"][0][key] is None:
+          continue
+        values = np.array([[point[key] for point in r["curve"]] for r in group])
+        axes[row, column].plot(steps, values.mean(axis=0), label=label)
+    axes[0, column].set_title(task_name)
+    axes[0, column].set_ylabel("support recovery")
+    axes[1, column].set_ylabel("test accuracy" if task.kind == CLASSIFICATION
+                               else "test MSE / variance")
+    axes[1, column].set_xlabel("step")
+    if task.kind != CLASSIFICATION:
+      axes[1, column].set_yscale("log")
+  axes[0, 0].legend()
+  figure.tight_layout()
+  figure.savefig(RESULTS / f"{NAME}.png", dpi=110)
+
+
+def main(argv):
+  del argv
+  if FLAGS.report_only:
+    saved = json.loads((RESULTS / f"{NAME}.json").read_text())
+    write_report(saved["runs"], saved["settings"])
+    return
+  jobs = [(task_name, method, seed) for task_name in TASKS for method, _ in METHODS
+          for seed in range(FLAGS.seeds)]
+  runs = []
+  with multiprocessing.get_context("spawn").Pool(FLAGS.workers) as pool:
+    for count, run in enumerate(pool.imap(_train_job, jobs), start=1):
+      final = run["curve"][-1]
+      print(f"[{count}/{len(jobs)}] {run['task']}, {run['method']}, seed {run['seed']}: "
+            f"support recovery {final['support_recovery']}, test metric "
+            f"{final['test_metric']:.4f} ({run['wall_time_s']} s)", flush=True)
+      runs.append(run)
+  write_report(runs, {"seeds": FLAGS.seeds, "tasks": {
+      name: dataclasses.asdict(task) for name, task in TASKS.items()}})
+
+
+if __name__ == "__main__":
+  app.run(main)
