@@ -316,7 +316,7 @@ def plot(runs: list[dict]) -> None:
     axes[1, column].set_xlabel("step")
     if task.kind != CLASSIFICATION:
       axes[1, column].set_yscale("log")
-  axes[0, 0].legend()
+  axes[1, -1].legend()  # Every method, the dense student too.
   figure.tight_layout()
   figure.savefig(RESULTS / f"{NAME}.png", dpi=110)
 
