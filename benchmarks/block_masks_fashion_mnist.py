@@ -26,6 +26,8 @@ import time
 from absl import app
 from absl import flags
 
+from benchmarks import fashion_mnist_runs
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FLAGS = flags.FLAGS
 # (method, learning rate): the script's rate 0.2, and RigL at half of it too.
@@ -74,14 +76,6 @@ def _train_one_star(args):
   return train_one(*args)
 
 
-def welch_p_value(a: list[float], b: list[float]) -> float | None:
-  """Two-sided p-value of Welch's t-test, or None with fewer than two values each."""
-  if len(a) < 2 or len(b) < 2:
-    return None
-  from scipy import stats  # pylint: disable=import-outside-toplevel
-  return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
 def summarize(runs: list[dict]) -> list[dict]:
   rows = []
   for method, learning_rate in CONFIGURATIONS:
@@ -98,7 +92,7 @@ def summarize(runs: list[dict]) -> list[dict]:
           "std": statistics.stdev(values) if len(values) > 1 else 0.0,
           "values": values}
     row["difference"] = row["block_4"]["mean"] - row["block_1"]["mean"]
-    row["welch_p_value"] = welch_p_value(accuracy[4], accuracy[1])
+    row["welch_p_value"] = fashion_mnist_runs.welch_p_value(accuracy[4], accuracy[1])
     rows.append(row)
   return rows
 
