@@ -51,3 +51,13 @@ def test_erk_90_one_and_five_times_are_inconsistent(checks):
 def test_printed_interval():
   interval = published.printed_interval(0.42, 2)
   assert interval.low == pytest.approx(0.415) and interval.high == pytest.approx(0.425)
+
+
+def test_one_sparse_flops_offset_per_first_layer_rule_fits_every_other_row(checks):
+  dense_first = published.intersect(
+      c.sparse_flops_offset() for c in checks.values() if c.row.first_layer_dense)
+  masked_first = published.intersect(
+      c.sparse_flops_offset() for label, c in checks.items()
+      if not c.row.first_layer_dense and label != "ERK 0.9, 1x")
+  assert not dense_first.empty and not masked_first.empty
+  assert masked_first.high < dense_first.low  # Two offsets, not one.
