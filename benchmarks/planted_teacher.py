@@ -213,10 +213,14 @@ TASKS = {
     "MLP regression": Task(hidden=16, outputs=1),
 }
 
-flags.DEFINE_integer("seeds", 3, "Seeds per task and method (0, 1, ...).")
-flags.DEFINE_integer("workers", 2, "Parallel processes (one TensorFlow thread each).")
-flags.DEFINE_boolean("report_only", False, "Only rewrite the report from the JSON.")
 FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Defines the command-line flags (only when run as a program: others import this)."""
+  flags.DEFINE_integer("seeds", 3, "Seeds per task and method (0, 1, ...).")
+  flags.DEFINE_integer("workers", 2, "Parallel processes (one TensorFlow thread each).")
+  flags.DEFINE_boolean("report_only", False, "Only rewrite the report from the JSON.")
 
 
 def _train_job(job: tuple[str, str, int]) -> dict:
@@ -342,4 +346,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)
