@@ -20,17 +20,15 @@ Writes benchmarks/results/erk_vs_uniform.{md,json,png}.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
-import pathlib
 import time
 
 from absl import app
 from absl import flags
 
 from benchmarks import fashion_mnist_runs
+from benchmarks import report_files
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 NAME = "erk_vs_uniform"
 SPARSITIES = (0.9, 0.95)
 METHODS = (("scratch", "Static"), ("rigl", "RigL"))
@@ -181,18 +179,13 @@ def write_report(runs: list[dict], settings: dict) -> None:
         f"{100 * row['erk_minus_uniform']:+.2f} "
         f"({'-' if p_value is None else f'{p_value:.2g}'}) | "
         f"{uniform['inference_flops_ratio']:.3f}x | {erk['inference_flops_ratio']:.3f}x |")
-  (RESULTS / f"{NAME}.md").write_text("\n".join(lines) + "\n")
-  (RESULTS / f"{NAME}.json").write_text(json.dumps(
-      {"settings": settings, "summary": rows, "runs": runs}, indent=1))
+  report_files.write(NAME, lines, {"settings": settings, "summary": rows, "runs": runs})
   plot(rows)
-  print("\n".join(lines))
 
 
 def plot(rows: list[dict]) -> None:
   """Accuracy against inference FLOPs, one panel per network."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
+  pyplot = report_files.pyplot()
   figure, axes = pyplot.subplots(1, len(NETWORKS), figsize=(5.5 * len(NETWORKS), 4))
   for axis, network in zip(axes, NETWORKS):
     for (_, method_label), line in zip(METHODS, ("--", "-")):
@@ -209,14 +202,13 @@ def plot(rows: list[dict]) -> None:
     axis.set_ylabel("test accuracy (%)")
     axis.grid(alpha=0.3)
   axes[0].legend()
-  figure.tight_layout()
-  figure.savefig(RESULTS / f"{NAME}.png", dpi=110)
+  report_files.save_figure(figure, NAME)
 
 
 def main(argv):
   del argv
   if FLAGS.report_only:
-    saved = json.loads((RESULTS / f"{NAME}.json").read_text())
+    saved = report_files.load(NAME)
     write_report(saved["runs"], saved["settings"])
     return
   jobs = planned_jobs(FLAGS.num_epochs, FLAGS.seeds)

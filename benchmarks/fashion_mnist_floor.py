@@ -14,16 +14,14 @@ Writes benchmarks/results/fashion_mnist_floor.{md,json}.
 
 from __future__ import annotations
 
-import json
 import math
-import pathlib
 
 from absl import app
 from absl import flags
 
 from benchmarks import fashion_mnist_runs
+from benchmarks import report_files
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 NAME = "fashion_mnist_floor"
 EPOCHS = 2
 METHODS = ("rigl", "set")
@@ -56,7 +54,7 @@ def suggested_floor(accuracies: list[float]) -> float:
 def main(argv):
   del argv
   if FLAGS.report_only:
-    runs = json.loads((RESULTS / f"{NAME}.json").read_text())["runs"]
+    runs = report_files.load(NAME)["runs"]
   else:
     runs = fashion_mnist_runs.train_all(
         [floor_run(method, seed) for method in METHODS for seed in range(FLAGS.seeds)],
@@ -88,10 +86,7 @@ def write_report(runs: list[dict]) -> None:
                  f"{below} |")
   wall = [r["wall_time_s"] for r in runs]
   lines += ["", f"One run takes {min(wall):.0f}-{max(wall):.0f} s here (one thread)."]
-  (RESULTS / f"{NAME}.md").write_text("\n".join(lines) + "\n")
-  (RESULTS / f"{NAME}.json").write_text(json.dumps({"summary": summary, "runs": runs},
-                                                   indent=1))
-  print("\n".join(lines))
+  report_files.write(NAME, lines, {"summary": summary, "runs": runs})
 
 
 if __name__ == "__main__":

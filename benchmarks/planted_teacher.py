@@ -22,16 +22,16 @@ Writes benchmarks/results/planted_teacher.{md,json,png}.
 from __future__ import annotations
 
 import dataclasses
-import json
 import multiprocessing
-import pathlib
 import time
 
 from absl import app
 from absl import flags
 import numpy as np
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+from benchmarks import report_files
+from benchmarks import train_step
+
 NAME = "planted_teacher"
 REGRESSION, CLASSIFICATION = "regression", "classification"
 # Methods compared, with their labels; `baseline` is the dense student.
@@ -154,7 +154,6 @@ def sparse_optimizer(task: Task, method: str, model, seed: int):
 
 def train_student(task: Task, method: str, seed: int) -> dict:
   """Trains one student; returns its curve of (step, support recovery, test metric)."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tf_keras  # pylint: disable=import-outside-toplevel
   teacher = Teacher(task, seed)
   data = np.random.default_rng(seed + 1)
@@ -167,13 +166,7 @@ def train_student(task: Task, method: str, seed: int) -> dict:
     loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
   else:
     loss_fn = tf_keras.losses.MeanSquaredError()
-
-  @tf.function
-  def step(x, y):
-    with tf.GradientTape() as tape:
-      loss = loss_fn(y, model(x, training=True))
-    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
-                                  model.trainable_variables))
+  step = train_step.make_train_step(model, optimizer, loss_fn)
 
   def record(at: int) -> dict:
     outputs = model(test_x).numpy()
@@ -289,18 +282,14 @@ def write_report(runs: list[dict], settings: dict) -> None:
         f"{denser if row['quarter_is_denser'] else cell(recovery and recovery['quarter'])} | "
         f"{cell(inputs and inputs['final'])} | "
         f"{row['metric']} {cell(metric['final'])} | {cell(metric['quarter'])} |")
-  (RESULTS / f"{NAME}.md").write_text("\n".join(lines) + "\n")
-  (RESULTS / f"{NAME}.json").write_text(json.dumps(
-      {"settings": settings, "summary": rows, "runs": runs}))
+  report_files.write(NAME, lines, {"settings": settings, "summary": rows, "runs": runs},
+                     indent=None)
   plot(runs)
-  print("\n".join(lines))
 
 
 def plot(runs: list[dict]) -> None:
   """Support recovery (top) and the test metric (bottom) against step, per task."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
+  pyplot = report_files.pyplot()
   figure, axes = pyplot.subplots(2, len(TASKS), figsize=(5 * len(TASKS), 7), sharex=True)
   for column, (task_name, task) in enumerate(TASKS.items()):
     for method, label in METHODS:
@@ -321,14 +310,13 @@ def plot(runs: list[dict]) -> None:
     if task.kind != CLASSIFICATION:
       axes[1, column].set_yscale("log")
   axes[1, -1].legend()  # Every method, the dense student too.
-  figure.tight_layout()
-  figure.savefig(RESULTS / f"{NAME}.png", dpi=110)
+  report_files.save_figure(figure, NAME)
 
 
 def main(argv):
   del argv
   if FLAGS.report_only:
-    saved = json.loads((RESULTS / f"{NAME}.json").read_text())
+    saved = report_files.load(NAME)
     write_report(saved["runs"], saved["settings"])
     return
   jobs = [(task_name, method, seed) for task_name in TASKS for method, _ in METHODS

@@ -21,16 +21,15 @@ Writes benchmarks/results/published_resnet50_flops.md (and .json).
 from __future__ import annotations
 
 import dataclasses
-import json
-import pathlib
 
 from absl import app
 
+from benchmarks import report_files
 from rigl import flops
 from rigl import models
 from rigl import sparsity as sparsity_lib
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+NAME = "published_resnet50_flops"
 MASK_UPDATE_FREQUENCY = 100
 ERK, UNIFORM = "erdos_renyi_kernel", "random"
 # The README's tables print ratios to two decimals and sizes to three.
@@ -177,7 +176,7 @@ def intersect(intervals) -> Interval:
   return result
 
 
-def report(checks: list[RowCheck]) -> str:
+def report(checks: list[RowCheck]) -> list[str]:
   mark = lambda ok: "yes" if ok else "**no**"  # pylint: disable=unnecessary-lambda-assignment
   lines = [
       "# ResNet-50: `rigl.flops` against the published rows",
@@ -230,20 +229,16 @@ def report(checks: list[RowCheck]) -> str:
       f"{intersect(c.sparse_flops_offset() for c in checks if not c.row.first_layer_dense and c is not erk_90_short).scaled(1e3)}"
       " x 1e-3.",
   ]
-  return "\n".join(lines) + "\n"
+  return lines
 
 
 def main(argv):
   del argv
   checks = check_rows()
-  text = report(checks)
-  RESULTS.mkdir(exist_ok=True)
-  (RESULTS / "published_resnet50_flops.md").write_text(text)
-  (RESULTS / "published_resnet50_flops.json").write_text(json.dumps([
+  report_files.write(NAME, report(checks), [
       {"row": dataclasses.asdict(c.row), "ours": c.accounting.as_dict(),
        "reproduces": c.reproduces(),
-       "update_cost_allowed": dataclasses.asdict(c.update_cost())} for c in checks], indent=1))
-  print(text)
+       "update_cost_allowed": dataclasses.asdict(c.update_cost())} for c in checks])
 
 
 if __name__ == "__main__":

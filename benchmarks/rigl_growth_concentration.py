@@ -17,13 +17,14 @@ Writes benchmarks/results/rigl_growth_concentration.md.
 
 from __future__ import annotations
 
-import pathlib
 
 from absl import app
 from absl import flags
 import numpy as np
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+from benchmarks import report_files
+from benchmarks import train_step
+
 NAME = "rigl_growth_concentration"
 METHODS = ("rigl", "set")
 SPARSITY = 0.95
@@ -41,7 +42,6 @@ FLAGS = flags.FLAGS
 
 def record(method: str) -> list[dict]:
   """Trains until `--updates` mask updates after step 0; one row per update."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tf_keras  # pylint: disable=import-outside-toplevel
   import rigl  # pylint: disable=import-outside-toplevel
   from mnist import mnist_train_eval  # pylint: disable=import-outside-toplevel
@@ -57,13 +57,7 @@ def record(method: str) -> list[dict]:
       seed=FLAGS.seed,
       schedule=rigl.MaskUpdateSchedule(0, MASK_UPDATE_END, 100, 0.3, "cosine"))
   loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-  @tf.function
-  def step(x, y):
-    with tf.GradientTape() as tape:
-      loss = loss_fn(y, model(x, training=True))
-    optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables),
-                                  model.trainable_variables))
+  step = train_step.make_train_step(model, optimizer, loss_fn)
 
   def probe_loss() -> float:
     return float(loss_fn(probe_y, model(probe_x)))
@@ -117,8 +111,7 @@ def main(argv):
                             for name in layer_names]) for method in METHODS}
   lines += ["", "Most-grown unit over the mean, averaged over layers and updates: " +
             ", ".join(f"{method} {value:.1f}x" for method, value in ratio.items()) + "."]
-  (RESULTS / f"{NAME}.md").write_text("\n".join(lines) + "\n")
-  print("\n".join(lines))
+  report_files.write(NAME, lines)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ Writes benchmarks/results/training_length.{md,json,png}.
 from __future__ import annotations
 
 import dataclasses
-import json
 import multiprocessing
-import pathlib
 
 from absl import app
 from absl import flags
@@ -27,8 +25,8 @@ import numpy as np
 
 from benchmarks import fashion_mnist_runs
 from benchmarks import planted_teacher
+from benchmarks import report_files
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 NAME = "training_length"
 MULTIPLIERS = (1, 2, 5)
 METHODS = (("scratch", "Static"), ("set", "SET"), ("rigl", "RigL"))
@@ -129,17 +127,12 @@ def write_report(runs: list[dict], settings: dict) -> None:
                for m in MULTIPLIERS]
       lines.append(f"| RigL - {other} | " + " | ".join(cells) + " |")
     lines.append("")
-  (RESULTS / f"{NAME}.md").write_text("\n".join(lines))
-  (RESULTS / f"{NAME}.json").write_text(json.dumps({"settings": settings, "runs": runs},
-                                                   indent=1))
+  report_files.write(NAME, lines, {"settings": settings, "runs": runs})
   plot(summary)
-  print("\n".join(lines))
 
 
 def plot(summary: dict) -> None:
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  from matplotlib import pyplot  # pylint: disable=import-outside-toplevel
+  pyplot = report_files.pyplot()
   tasks = (*TEACHER_TASKS, *FASHION_MNIST_TASKS)
   figure, axes = pyplot.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6))
   for axis, task in zip(axes, tasks):
@@ -156,20 +149,19 @@ def plot(summary: dict) -> None:
       axis.set_yscale("log")
     axis.grid(alpha=0.3)
   axes[0].legend()
-  figure.tight_layout()
-  figure.savefig(RESULTS / f"{NAME}.png", dpi=110)
+  report_files.save_figure(figure, NAME)
 
 
 def main(argv):
   del argv
   if FLAGS.report_only:
-    saved = json.loads((RESULTS / f"{NAME}.json").read_text())
+    saved = report_files.load(NAME)
     write_report(saved["runs"], saved["settings"])
     return
   jobs = planned_jobs(FLAGS.seeds, FLAGS.tasks)
   runs = []
   if FLAGS.tasks:
-    saved = json.loads((RESULTS / f"{NAME}.json").read_text())["runs"]
+    saved = report_files.load(NAME)["runs"]
     runs = [run for run in saved if run["task"] not in FLAGS.tasks]
   with multiprocessing.get_context("spawn").Pool(FLAGS.workers, maxtasksperchild=4) as pool:
     for count, run in enumerate(pool.imap_unordered(run_job, jobs), start=1):
