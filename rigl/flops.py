@@ -7,6 +7,15 @@ residual additions and softmax are not counted. A sparse layer is stored as 32-b
 non-zero weights plus a 1-bit mask per weight; biases take 32 bits each. Spatial sizes
 are the layers' real output sizes (the MicroNet 'same' formula on unpadded inputs).
 
+The paper's published ResNet-50 FLOPs differ in one place: its colab counted the first
+convolution of a Keras ResNet-50 that zero-pads the image explicitly (224 + 2 x 3 = 230
+pixels, then a 'valid' 7x7 stride-2 convolution), with the MicroNet 'same' rule on that
+padded input: 115 output rows instead of the real 112, 12.9 MFLOPs more when dense
+(0.16% of the dense model). `with_paper_stem_count` counts the first layer that way;
+with it every published training-FLOPs and inference-FLOPs figure of the ResNet-50
+tables is reproduced but one, which contradicts its own 5x row
+(benchmarks/results/published_resnet50_flops.md).
+
 Training FLOPs per example, relative to dense training (3 x dense forward: forward,
 plus a backward pass of twice its cost), by the method's `flops_rule`:
 
@@ -67,12 +76,16 @@ class LayerSpec:
 
   `output_size` is the spatial height (= width) of the layer's output feature map
   (1 for dense layers). For odd kernels it equals the MicroNet 'same' formula
-  ceil((in - k + 1 + 2 (k // 2)) / stride) on the unpadded input.
+  ceil((in - k + 1 + 2 (k // 2)) / stride) on the unpadded input. `input_size` is the
+  height of the input the layer reads (after any explicit zero padding; None if
+  unknown) and `stride` its stride.
   """
   name: str
   kind: str
   kernel_shape: tuple[float, ...]
   output_size: int = 1
+  input_size: int | None = None
+  stride: int = 1
 
   @property
   def in_axis(self) -> int:
@@ -143,16 +156,16 @@ def _counted_layer_types() -> tuple[tuple[str, str, tuple[type, ...]], ...]:
           (DENSE, "kernel", (tf_keras.layers.Dense, keras.layers.Dense)))
 
 
-def _output_size(layer) -> int:
-  """The spatial height of a convolution's output, as recorded by a symbolic call.
+def _spatial_sizes(layer) -> tuple[int, int]:
+  """The spatial heights of a convolution's input and output, from a symbolic call.
 
   Raises AttributeError (or RuntimeError) for layers of subclassed models, which no
   symbolic call has shaped.
   """
   import keras  # pylint: disable=import-outside-toplevel
   if isinstance(layer, keras.layers.Layer):
-    return int(layer.output.shape[1])
-  return int(layer.output_shape[1])
+    return int(layer.input.shape[1]), int(layer.output.shape[1])
+  return int(layer.input_shape[1]), int(layer.output_shape[1])
 
 
 def layer_specs(model) -> list[LayerSpec]:
@@ -167,11 +180,35 @@ def layer_specs(model) -> list[LayerSpec]:
     for kind, attribute, types in counted:
       if isinstance(layer, types):
         kernel = getattr(layer, attribute)
-        output_size = 1 if kind == DENSE else _output_size(layer)
-        specs.append(LayerSpec(layer.name, kind, tuple(int(dim) for dim in kernel.shape),
-                               output_size))
+        shape = tuple(int(dim) for dim in kernel.shape)
+        if kind == DENSE:
+          specs.append(LayerSpec(layer.name, kind, shape))
+        else:
+          input_size, output_size = _spatial_sizes(layer)
+          specs.append(LayerSpec(layer.name, kind, shape, output_size, input_size,
+                                 int(layer.strides[0])))
         break
   return specs
+
+
+def with_paper_stem_count(specs: Sequence[LayerSpec]) -> list[LayerSpec]:
+  """The layers with the first one counted as the paper's FLOPs colab counted it.
+
+  The colab applied the MicroNet 'same' rule to the first convolution's explicitly
+  zero-padded input: ceil(input_size / stride) output rows (115 for ResNet-50's 7x7
+  stride-2 stem on 230 padded pixels, where the layer really produces 112). Only the
+  first layer: the colab's model pads no other convolution explicitly.
+
+  Raises:
+    ValueError: if the first layer is not a convolution with a known input size.
+  """
+  first = specs[0]
+  if first.kind == DENSE or first.input_size is None:
+    raise ValueError(f"The paper's stem count needs a first convolution with a known "
+                     f"input size; {first.name!r} is a {first.kind} layer with input size "
+                     f"{first.input_size}.")
+  counted = -(-first.input_size // first.stride)  # ceil
+  return [dataclasses.replace(first, output_size=counted), *specs[1:]]
 
 
 def scale_width(specs: Sequence[LayerSpec], width: float) -> list[LayerSpec]:
@@ -425,6 +462,10 @@ def _define_flags() -> None:
   flags.DEFINE_integer("sparsity_begin_step", 10000, "prune: first pruning step.")
   flags.DEFINE_integer("sparsity_end_step", 25000, "prune: last pruning step.")
   flags.DEFINE_integer("pruning_frequency", 1000, "prune: steps between samples.")
+  flags.DEFINE_bool("paper_stem_count", False,
+                    "Count the first convolution as the paper's colab did (the MicroNet "
+                    "'same' rule on its zero-padded input: 115 rows for ResNet-50, not "
+                    "112), which the published FLOPs figures include.")
   flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 
 
@@ -435,6 +476,8 @@ def _main(argv):
   flags_values = flags.FLAGS
   architecture = flags_values.model_architecture
   specs = layer_specs(models.build(architecture))
+  if flags_values.paper_stem_count:
+    specs = with_paper_stem_count(specs)
   first_layer_sparsity = flags_values.first_layer_sparsity
   if architecture.startswith("mobilenet") and first_layer_sparsity != 0:
     raise app.UsageError("MobileNets never mask their first convolution: "

@@ -173,6 +173,37 @@ def test_command_line_json():
   assert round(values["inference_flops_ratio"], 3) == 0.415
 
 
+def test_command_line_paper_stem_count_gives_the_published_extended_row():
+  # README: uniform 95% (first layer dense) at 5x costs 0.42x the dense training FLOPs.
+  arguments = ("--model_architecture=resnet50", "--training_method=rigl",
+               "--mask_init_method=random", "--end_sparsity=0.95",
+               "--first_layer_sparsity=0", "--training_steps_multiplier=5", "--json")
+  real = json.loads(_cli(*arguments).stdout.strip().splitlines()[-1])
+  paper = json.loads(_cli(*arguments, "--paper_stem_count").stdout.strip().splitlines()[-1])
+  assert round(real["training_flops_ratio"], 2) == 0.41
+  assert round(paper["training_flops_ratio"], 2) == 0.42
+  assert paper["size_mb"] == real["size_mb"]
+
+
+def test_paper_stem_count_counts_the_stem_on_its_padded_input(resnet50_specs):
+  stem = resnet50_specs[0]
+  assert (stem.input_size, stem.stride, stem.output_size) == (230, 2, 112)
+  paper = flops.with_paper_stem_count(resnet50_specs)
+  assert paper[0].output_size == 115 and paper[1:] == resnet50_specs[1:]
+  # Each of the 115^2 - 112^2 extra positions x 64 channels: 147 multiplies, 146 adds,
+  # the ReLU multiply and the bias add.
+  extra = (115**2 - 112**2) * 64 * (2 * 7 * 7 * 3 + 1)
+  assert (flops.count(paper, {}).flops - flops.count(resnet50_specs, {}).flops) == extra
+  assert round(flops.count(paper, {}).flops / 1e9, 3) == 8.202
+
+
+def test_paper_stem_count_needs_a_first_convolution_of_known_input():
+  with pytest.raises(ValueError, match="first convolution"):
+    flops.with_paper_stem_count([DENSE, CONV])
+  with pytest.raises(ValueError, match="input size"):
+    flops.with_paper_stem_count([CONV])
+
+
 def test_command_line_refuses_masking_mobilenet_first_layer():
   result = _cli("--model_architecture=mobilenet_v1", "--first_layer_sparsity=-1")
   assert result.returncode != 0
