@@ -477,7 +477,10 @@ def _main(argv):
   architecture = flags_values.model_architecture
   specs = layer_specs(models.build(architecture))
   if flags_values.paper_stem_count:
-    specs = with_paper_stem_count(specs)
+    try:
+      specs = with_paper_stem_count(specs)
+    except ValueError as error:
+      raise app.UsageError(f"--paper_stem_count: {error}") from error
   first_layer_sparsity = flags_values.first_layer_sparsity
   if architecture.startswith("mobilenet") and first_layer_sparsity != 0:
     raise app.UsageError("MobileNets never mask their first convolution: "

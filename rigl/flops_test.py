@@ -204,6 +204,12 @@ def test_paper_stem_count_needs_a_first_convolution_of_known_input():
     flops.with_paper_stem_count([CONV])
 
 
+def test_command_line_refuses_paper_stem_count_without_a_first_convolution():
+  result = _cli("--model_architecture=mnist_fc", "--paper_stem_count")
+  assert result.returncode != 0
+  assert "--paper_stem_count" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_command_line_refuses_masking_mobilenet_first_layer():
   result = _cli("--model_architecture=mobilenet_v1", "--first_layer_sparsity=-1")
   assert result.returncode != 0
