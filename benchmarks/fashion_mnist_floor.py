@@ -31,10 +31,15 @@ MARGIN_STDS = 4
 # Floors are multiples of this, and at least this far below the worst seed.
 FLOOR_QUANTUM = 0.005
 
-flags.DEFINE_integer("seeds", 20, "Seeds per method (0, 1, ...).")
-flags.DEFINE_integer("workers", 2, "Parallel training processes (one thread each).")
-flags.DEFINE_boolean("report_only", False, "Only rewrite the report from the JSON.")
 FLAGS = flags.FLAGS
+
+
+def _define_flags() -> None:
+  """Defines the command-line flags (only when run as a program: the CI test imports
+  this module)."""
+  flags.DEFINE_integer("seeds", 20, "Seeds per method (0, 1, ...).")
+  flags.DEFINE_integer("workers", 2, "Parallel training processes (one thread each).")
+  flags.DEFINE_boolean("report_only", False, "Only rewrite the report from the JSON.")
 
 
 def floor_run(method: str, seed: int = 0) -> dict:
@@ -45,6 +50,8 @@ def floor_run(method: str, seed: int = 0) -> dict:
 
 
 def suggested_floor(accuracies: list[float]) -> float:
+  """Mean minus MARGIN_STDS standard deviations, at least a quantum below the worst seed,
+  rounded down to a multiple of FLOOR_QUANTUM."""
   mean, std = fashion_mnist_runs.mean_std(accuracies)
   floor = math.floor((mean - MARGIN_STDS * std) / FLOOR_QUANTUM) * FLOOR_QUANTUM
   return min(floor, math.floor(min(accuracies) / FLOOR_QUANTUM) * FLOOR_QUANTUM
@@ -90,4 +97,5 @@ def write_report(runs: list[dict]) -> None:
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

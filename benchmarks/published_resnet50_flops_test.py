@@ -1,5 +1,7 @@
 """The published ResNet-50 rows: which figures `rigl.flops` reproduces, and why not all."""
 
+import fractions
+
 import pytest
 
 from benchmarks import published_resnet50_flops as published
@@ -35,6 +37,8 @@ def test_sizes_match_but_for_the_08_rows_and_erk_0965(checks):
                                    "Uniform 0.8, 1x", "ERK 0.965, 5x"}
 
 
-def test_printed_interval():
-  interval = published.printed_interval(0.42, 2)
-  assert interval.low == pytest.approx(0.415) and interval.high == pytest.approx(0.425)
+def test_printed_interval_is_exact():
+  interval = published.printed_interval(1.23, 2)
+  assert (interval.low, interval.high) == (fractions.Fraction(1225, 1000),
+                                           fractions.Fraction(1235, 1000))
+  assert str(interval) == "[1.225, 1.235)"

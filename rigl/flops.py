@@ -68,6 +68,8 @@ DENSE_GRADIENT_ON_UPDATES = "dense_gradient_on_updates"
 PRUNING_STEPS = "pruning"
 FLOPS_RULES = (DENSE_STEPS, SPARSE_STEPS, DENSE_GRADIENT_STEPS, DENSE_GRADIENT_ON_UPDATES,
                PRUNING_STEPS)
+# The architecture whose published figures the paper's stem count is known to reproduce.
+PAPER_STEM_COUNT_ARCHITECTURE = "resnet50"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,11 +204,15 @@ def with_paper_stem_count(specs: Sequence[LayerSpec]) -> list[LayerSpec]:
   Raises:
     ValueError: if the first layer is not a convolution with a known input size.
   """
+  if not specs:
+    raise ValueError("The paper's stem count needs at least one layer; got none.")
   first = specs[0]
-  if first.kind == DENSE or first.input_size is None:
-    raise ValueError(f"The paper's stem count needs a first convolution with a known "
-                     f"input size; {first.name!r} is a {first.kind} layer with input size "
-                     f"{first.input_size}.")
+  if first.kind == DENSE:
+    raise ValueError(f"The paper's stem count needs a first convolution; {first.name!r} "
+                     "is a dense layer.")
+  if first.input_size is None:
+    raise ValueError(f"The paper's stem count needs the first layer's input size; "
+                     f"{first.name!r} has none recorded (build it with `layer_specs`).")
   counted = -(-first.input_size // first.stride)  # ceil
   return [dataclasses.replace(first, output_size=counted), *specs[1:]]
 
@@ -463,9 +469,9 @@ def _define_flags() -> None:
   flags.DEFINE_integer("sparsity_end_step", 25000, "prune: last pruning step.")
   flags.DEFINE_integer("pruning_frequency", 1000, "prune: steps between samples.")
   flags.DEFINE_bool("paper_stem_count", False,
-                    "Count the first convolution as the paper's colab did (the MicroNet "
-                    "'same' rule on its zero-padded input: 115 rows for ResNet-50, not "
-                    "112), which the published FLOPs figures include.")
+                    "resnet50 only: count the first convolution as the paper's colab did "
+                    "(the MicroNet 'same' rule on its zero-padded input: 115 rows, not "
+                    "112), which the published ResNet-50 FLOPs figures include.")
   flags.DEFINE_bool("json", False, "Print one JSON object instead of a table.")
 
 
@@ -477,10 +483,11 @@ def _main(argv):
   architecture = flags_values.model_architecture
   specs = layer_specs(models.build(architecture))
   if flags_values.paper_stem_count:
-    try:
-      specs = with_paper_stem_count(specs)
-    except ValueError as error:
-      raise app.UsageError(f"--paper_stem_count: {error}") from error
+    if architecture != PAPER_STEM_COUNT_ARCHITECTURE:
+      raise app.UsageError(
+          f"--paper_stem_count reproduces the paper's ResNet-50 counts only; use it with "
+          f"--model_architecture={PAPER_STEM_COUNT_ARCHITECTURE}, not {architecture}.")
+    specs = with_paper_stem_count(specs)
   first_layer_sparsity = flags_values.first_layer_sparsity
   if architecture.startswith("mobilenet") and first_layer_sparsity != 0:
     raise app.UsageError("MobileNets never mask their first convolution: "

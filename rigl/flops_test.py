@@ -198,16 +198,18 @@ def test_paper_stem_count_counts_the_stem_on_its_padded_input(resnet50_specs):
 
 
 def test_paper_stem_count_needs_a_first_convolution_of_known_input():
-  with pytest.raises(ValueError, match="first convolution"):
+  with pytest.raises(ValueError, match="is a dense layer"):
     flops.with_paper_stem_count([DENSE, CONV])
-  with pytest.raises(ValueError, match="input size"):
+  with pytest.raises(ValueError, match="has none recorded"):
     flops.with_paper_stem_count([CONV])
+  with pytest.raises(ValueError, match="got none"):
+    flops.with_paper_stem_count([])
 
 
-def test_command_line_refuses_paper_stem_count_without_a_first_convolution():
-  result = _cli("--model_architecture=mnist_fc", "--paper_stem_count")
+def test_command_line_refuses_paper_stem_count_beyond_resnet50():
+  result = _cli("--model_architecture=mobilenet_v1", "--paper_stem_count")
   assert result.returncode != 0
-  assert "--paper_stem_count" in result.stderr and "Traceback" not in result.stderr
+  assert "--model_architecture=resnet50" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_command_line_refuses_masking_mobilenet_first_layer():
