@@ -1,4 +1,4 @@
-r"""ERK against uniform sparsity at equal parameter count, on real Fashion-MNIST.
+r"""ERK against uniform sparsity at (nearly) equal parameter count, on real Fashion-MNIST.
 
 RigL and Static at 90% and 95%, each with the uniform and the ERK distribution, on two
 convolutional networks:
@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+from typing import TYPE_CHECKING
 
 from absl import app
 from absl import flags
 
 from benchmarks import fashion_mnist_runs
 from benchmarks import report_files
+
+if TYPE_CHECKING:
+  import tf_keras
 
 NAME = "erk_vs_uniform"
 SPARSITIES = (0.9, 0.95)
@@ -42,6 +46,8 @@ SMALL_CNN_FILTERS = (16, 32, 64, 128)
 SMALL_CNN_LEARNING_RATE = 0.1
 BATCH_SIZE = 100
 MASK_UPDATE_END_FRACTION = 0.75
+MOMENTUM = 0.9
+DROP_FRACTION = 0.3
 
 flags.DEFINE_integer("num_epochs", 5, "Training epochs of every run.")
 flags.DEFINE_integer("seeds", 3, "Seeds per configuration (0, 1, ...).")
@@ -50,7 +56,7 @@ flags.DEFINE_boolean("report_only", False, "Only rewrite the report from the JSO
 FLAGS = flags.FLAGS
 
 
-def small_cnn():
+def small_cnn() -> "tf_keras.Model":
   import tf_keras  # pylint: disable=import-outside-toplevel
   layers = [tf_keras.Input((28, 28, 1))]
   for index, filters in enumerate(SMALL_CNN_FILTERS):
@@ -86,10 +92,10 @@ def train_small_cnn(run: dict, data_dir: str = fashion_mnist_runs.DEFAULT_DATA_D
   optimizer = rigl.create_sparse_optimizer(
       run["training_method"],
       tf_keras.optimizers.SGD(tf_keras.optimizers.schedules.CosineDecay(
-          SMALL_CNN_LEARNING_RATE, total_steps), momentum=0.9, nesterov=True),
+          SMALL_CNN_LEARNING_RATE, total_steps), momentum=MOMENTUM, nesterov=True),
       model, config, seed=run["seed"],
       schedule=rigl.MaskUpdateSchedule(
-          end_step=int(MASK_UPDATE_END_FRACTION * total_steps), drop_fraction=0.3,
+          end_step=int(MASK_UPDATE_END_FRACTION * total_steps), drop_fraction=DROP_FRACTION,
           drop_fraction_anneal="cosine"))
   model.compile(optimizer=optimizer, metrics=["accuracy"],
                 loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -108,6 +114,7 @@ def train_small_cnn(run: dict, data_dir: str = fashion_mnist_runs.DEFAULT_DATA_D
 
 
 def run_job(job: dict) -> dict:
+  """Trains one job (LeNet-5 through the script, or the small CNN) in this process."""
   run = {key: value for key, value in job.items() if key != "network"}
   if job["network"] == SMALL_CNN:
     return dict(train_small_cnn(run), network=SMALL_CNN)
@@ -154,18 +161,36 @@ def summarize(runs: list[dict]) -> list[dict]:
   return rows
 
 
+def nonzero_counts(runs: list[dict]) -> str:
+  """The small CNN's non-zero weights per sparsity and distribution, as a sentence."""
+  parts = []
+  for sparsity in SPARSITIES:
+    counts = {label: next(r["nonzero_params"] for r in runs if r["network"] == SMALL_CNN
+                          and (r["end_sparsity"], r["mask_init_method"]) == (sparsity, name))
+              for name, label in DISTRIBUTIONS}
+    parts.append(f"{sparsity:g}: uniform {counts['uniform']:.0f}, ERK {counts['ERK']:.0f}")
+  return "; ".join(parts)
+
+
 def write_report(runs: list[dict], settings: dict) -> None:
+  from mnist import mnist_train_eval  # pylint: disable=import-outside-toplevel
   rows = summarize(runs)
+  lenet5 = mnist_train_eval.shortened_schedule(settings["num_epochs"])
   lines = [
-      "# ERK against uniform at equal parameter count, Fashion-MNIST", "",
+      "# ERK against uniform at (nearly) equal parameter count, Fashion-MNIST", "",
       f"Test accuracy (%), mean +- std over {settings['seeds']} seeds, "
       f"{settings['num_epochs']} epochs; inference FLOPs relative to the dense network "
       "(MicroNet rules, as `rigl.flops`); p: Welch's t-test. LeNet-5: the script, learning "
-      f"rate {LENET5_LEARNING_RATE}, conv1 and output layer dense under both. Small CNN: "
-      f"3x3 convolutions with {'/'.join(map(str, SMALL_CNN_FILTERS))} filters and a dense "
-      f"output, SGD with Nesterov momentum, learning rate {SMALL_CNN_LEARNING_RATE} with "
-      "cosine decay; uniform keeps the first layer dense, ERK covers every layer. Mask "
-      "updates every 100 steps until 75% of training, drop fraction 0.3 (cosine). "
+      f"rate {LENET5_LEARNING_RATE}, conv1 and output layer dense under both (equal "
+      "non-zeros), its schedule shortened in proportion: learning rate divided by 3 after "
+      f"epoch {lenet5['lr_drop_epoch']}, mask updates until step "
+      f"{lenet5['maskupdate_end_step']}. Small CNN: 3x3 convolutions with "
+      f"{'/'.join(map(str, SMALL_CNN_FILTERS))} filters and batch norm, a dense output, "
+      f"SGD with Nesterov momentum {MOMENTUM}, learning rate {SMALL_CNN_LEARNING_RATE} "
+      f"with cosine decay, mask updates until {MASK_UPDATE_END_FRACTION:.0%} of training; "
+      "uniform keeps the first layer dense, ERK covers every layer, so uniform keeps a few "
+      f"more weights (non-zeros {nonzero_counts(runs)}). Mask updates every 100 steps, "
+      f"drop fraction {DROP_FRACTION} (cosine). "
       "Written by `python -m benchmarks.erk_vs_uniform`; plot: "
       "[erk_vs_uniform.png](erk_vs_uniform.png).", "",
       "| Network | Sparsity | Method | uniform | ERK | ERK - uniform (p) | FLOPs uniform | "

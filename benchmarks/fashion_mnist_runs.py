@@ -1,7 +1,7 @@
 """Runs of `mnist/mnist_train_eval.py` on real Fashion-MNIST, in parallel worker processes.
 
 Shared by the benchmarks that compare methods on Fashion-MNIST: each run is a dict of
-the script's flag values (plus a `label` the report groups by); each worker process
+the script's flag values; each worker process
 trains one run at a time with one TensorFlow thread, so `workers` runs share the cores
 without oversubscribing them.
 """
@@ -14,8 +14,6 @@ import time
 from typing import Iterable
 
 DEFAULT_DATA_DIR = "/usr/share/datasets/fashion-mnist"
-# Keys of a run that are not flags of the script.
-NON_FLAG_KEYS = ("label",)
 
 
 def train(run: dict, data_dir: str = DEFAULT_DATA_DIR) -> dict:
@@ -26,13 +24,12 @@ def train(run: dict, data_dir: str = DEFAULT_DATA_DIR) -> dict:
   import tf_keras  # pylint: disable=import-outside-toplevel
   from mnist import mnist_train_eval  # pylint: disable=import-outside-toplevel
   from rigl import script_flags  # pylint: disable=import-outside-toplevel
-  flag_values = {key: value for key, value in run.items() if key not in NON_FLAG_KEYS}
   tf_keras.backend.clear_session()
   start = time.perf_counter()
   # Restored afterwards: a worker's next run starts from the defaults.
   with script_flags.values_restored(mnist_train_eval.FLAGS):
     script_flags.set_values(mnist_train_eval.FLAGS, dataset="fashion_mnist",
-                            data_dir=data_dir, save_path="", **flag_values)
+                            data_dir=data_dir, save_path="", **run)
     results = mnist_train_eval.run()
   return dict(run, test_accuracy=float(results["test_accuracy"]),
               inference_flops=float(results["inference_flops"]),

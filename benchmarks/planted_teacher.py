@@ -24,13 +24,19 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import time
+from typing import TYPE_CHECKING
 
 from absl import app
 from absl import flags
 import numpy as np
 
+from benchmarks import fashion_mnist_runs
 from benchmarks import report_files
 from benchmarks import train_step
+
+if TYPE_CHECKING:
+  import rigl
+  import tf_keras
 
 NAME = "planted_teacher"
 REGRESSION, CLASSIFICATION = "regression", "classification"
@@ -125,7 +131,7 @@ def input_recovery(student_mask: np.ndarray, teacher_support: np.ndarray) -> flo
   return float(np.asarray(student_mask, bool).any(axis=1)[used].mean())
 
 
-def build_student(task: Task):
+def build_student(task: Task) -> "tf_keras.Model":
   import tf_keras  # pylint: disable=import-outside-toplevel
   layers = [tf_keras.Input((task.inputs,))]
   if task.hidden:
@@ -136,7 +142,8 @@ def build_student(task: Task):
   return tf_keras.Sequential(layers)
 
 
-def sparse_optimizer(task: Task, method: str, model, seed: int):
+def sparse_optimizer(task: Task, method: str, model: "tf_keras.Model",
+                     seed: int) -> "rigl.SparseOptimizer":
   """The method's optimizer: first layer at the teacher's density, output layer dense."""
   import rigl  # pylint: disable=import-outside-toplevel
   import tf_keras  # pylint: disable=import-outside-toplevel
@@ -227,7 +234,8 @@ def _train_job(job: tuple[str, str, int]) -> dict:
 
 
 def _mean_std(values: list[float]) -> str:
-  return f"{np.mean(values):.2f} +- {np.std(values, ddof=1) if len(values) > 1 else 0:.2f}"
+  mean, std = fashion_mnist_runs.mean_std(values)
+  return f"{mean:.2f} +- {std:.2f}"
 
 
 def _at_fraction(curve: list[dict], fraction: float) -> dict:
@@ -260,20 +268,26 @@ def write_report(runs: list[dict], settings: dict) -> None:
   rows = summarize(runs)
   denser = "(mask denser)"
   cell = lambda values: "-" if values is None else _mean_std(values)  # pylint: disable=unnecessary-lambda-assignment
+  task = TASKS["linear regression"]  # Every task trains the same way.
+  update_end = int(UPDATE_END_FRACTION * task.steps)
+  quarter_step = _at_fraction(runs[0]["curve"], 0.25)["step"]
   lines = [
       "# Planted sparse teacher: support recovery", "",
-      f"Mean +- std over {settings['seeds']} seeds. Inputs N(0, I), 200 of them; "
-      "teacher first layer with 4 inputs per unit (2% dense); students at the teacher's "
-      "density in the first layer (output layer dense), SGD with momentum 0.9, learning "
-      "rate 0.05, batch 128, 3000 steps of fresh examples; mask updates every 100 steps "
-      "until step 2250, drop fraction 0.3 (cosine); pruning from step 300 to 2250. "
-      "Support recovery: share of the teacher's connections in the student's mask (MLP: "
-      "hidden units matched one-to-one); input recovery: share of the teacher's inputs "
-      "the student reads. 'at 25%': at step 750 ('mask denser': pruning has not reached "
-      "the teacher's density yet, so its mask holds the support for free). Written by "
-      "`python -m benchmarks.planted_teacher`; curves in "
-      "[planted_teacher.png](planted_teacher.png).", "",
-      "| Task | Method | support recovery | at 25% | input recovery | test metric | at 25% |",
+      f"Mean +- std over {settings['seeds']} seeds. Inputs N(0, I), {task.inputs} of them; "
+      f"teacher first layer with {task.fan_in} inputs per unit ({task.density:.0%} dense); "
+      "students at the teacher's density in the first layer (output layer dense), SGD "
+      f"with momentum {task.momentum}, learning rate {task.learning_rate}, batch "
+      f"{task.batch_size}, {task.steps} steps of fresh examples; mask updates every "
+      f"{task.mask_update_frequency} steps until step {update_end}, drop fraction "
+      f"{task.drop_fraction} (cosine); pruning from step "
+      f"{int(PRUNING_BEGIN_FRACTION * task.steps)} to {update_end}. Support recovery: "
+      "share of the teacher's connections in the student's mask (MLP: hidden units "
+      "matched one-to-one); input recovery: share of the teacher's inputs the student "
+      f"reads. 'early': at step {quarter_step}, the recorded step nearest a quarter of "
+      "training ('mask denser': pruning has not reached the teacher's density yet, so its "
+      "mask holds the support for free). Written by `python -m benchmarks.planted_teacher`;"
+      " curves in [planted_teacher.png](planted_teacher.png).", "",
+      "| Task | Method | support recovery | early | input recovery | test metric | early |",
       "|---|---|---|---|---|---|---|"]
   for row in rows:
     recovery, inputs, metric = row["support_recovery"], row["input_recovery"], row["test_metric"]

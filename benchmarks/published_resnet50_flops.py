@@ -123,7 +123,8 @@ class RowCheck:
     return Interval(printed.low / multiplier, printed.high / multiplier)
 
 
-def check_rows(rows=PUBLISHED_ROWS) -> list[RowCheck]:
+def check_rows(rows: tuple[PublishedRow, ...] = PUBLISHED_ROWS) -> list[RowCheck]:
+  """Counts every row with the real and with the paper's stem count."""
   real = flops.layer_specs(models.build("resnet50"))
   specs = {REAL: real, PAPER: flops.with_paper_stem_count(real)}
   checks = []
@@ -139,6 +140,7 @@ def check_rows(rows=PUBLISHED_ROWS) -> list[RowCheck]:
 
 
 def report(checks: list[RowCheck]) -> list[str]:
+  """The report's lines: a table row per published row, then the summary."""
   mark = lambda ok: "" if ok else " **x**"  # pylint: disable=unnecessary-lambda-assignment
   lines = [
       "# ResNet-50: `rigl.flops` against the published rows", "",

@@ -28,14 +28,15 @@ def load(name: str) -> Any:
   return json.loads((RESULTS / f"{name}.json").read_text())
 
 
-def pyplot():
-  """matplotlib's pyplot, drawing to files only."""
+def pyplot() -> Any:
+  """matplotlib's pyplot module, drawing to files only (the Agg backend)."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   from matplotlib import pyplot as module  # pylint: disable=import-outside-toplevel
   return module
 
 
-def save_figure(figure, name: str) -> None:
+def save_figure(figure: Any, name: str) -> None:
+  """Lays out a matplotlib figure and writes it as NAME.png."""
   figure.tight_layout()
   figure.savefig(RESULTS / f"{name}.png", dpi=110)

@@ -6,9 +6,12 @@ spreads them at random. The first optimizer step after an update then moves all 
 unit's new connections at once in the same direction, and the unit's pre-activation
 jumps. This script trains LeNet-5 at 95% (the script's sparsity rules) on real
 Fashion-MNIST with SGD + Nesterov momentum and records, at each of the first mask
-updates: the test loss on 1,000 fixed examples just before the update, just after it
-(the update keeps the function: new weights are zero) and one step later, and how many
-new connections the most-grown output unit of each layer received against the mean.
+updates: the test loss on 1,000 fixed examples just before the call that updates the
+masks, just after it and one step later, and how many new connections the most-grown
+output unit of each layer received against the mean. RigL's update replaces that
+call's optimizer step, so 'after' isolates the mask change (new weights start at zero,
+the dropped ones are the smallest); SET steps and then updates in the same call (the
+original's order), so its 'after' includes a step.
 
   python -m benchmarks.rigl_growth_concentration
 
@@ -32,6 +35,9 @@ PROBE_EXAMPLES = 1000
 BATCH_SIZE = 100
 # The last mask update of a 3-epoch run with the script's schedule shortened in proportion.
 MASK_UPDATE_END = 750
+MASK_UPDATE_FREQUENCY = 100
+DROP_FRACTION = 0.3
+MOMENTUM = 0.9
 
 flags.DEFINE_float("learning_rate", 0.1, "SGD learning rate (Nesterov momentum 0.9).")
 flags.DEFINE_integer("seed", 1, "Seed of weights, masks and data order.")
@@ -52,10 +58,11 @@ def record(method: str) -> list[dict]:
   tf_keras.utils.set_random_seed(FLAGS.seed)
   model = models.build("lenet5")
   optimizer = rigl.create_sparse_optimizer(
-      method, tf_keras.optimizers.SGD(FLAGS.learning_rate, momentum=0.9, nesterov=True),
+      method, tf_keras.optimizers.SGD(FLAGS.learning_rate, momentum=MOMENTUM, nesterov=True),
       model, mnist_train_eval.sparsity_config("lenet5", SPARSITY, "random", 0.9),
       seed=FLAGS.seed,
-      schedule=rigl.MaskUpdateSchedule(0, MASK_UPDATE_END, 100, 0.3, "cosine"))
+      schedule=rigl.MaskUpdateSchedule(0, MASK_UPDATE_END, MASK_UPDATE_FREQUENCY,
+                                       DROP_FRACTION, "cosine"))
   loss_fn = tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True)
   step = train_step.make_train_step(model, optimizer, loss_fn)
 
@@ -92,11 +99,14 @@ def main(argv):
   layer_names = list(rows[0]["layers"])
   lines = ["# RigL's growth concentrates on a few units", "",
            f"LeNet-5 at {SPARSITY:.0%} (conv1 and the output layer dense), Fashion-MNIST, "
-           f"SGD with Nesterov momentum 0.9, learning rate {FLAGS.learning_rate:g}, batch "
-           f"{BATCH_SIZE}, seed {FLAGS.seed}; mask updates every 100 steps, drop fraction "
-           f"0.3 (cosine to step {MASK_UPDATE_END}). Test loss on {PROBE_EXAMPLES} fixed "
-           "examples; 'new per unit': new connections of the most-grown output unit / "
-           "the mean over units. Written by "
+           f"SGD with Nesterov momentum {MOMENTUM}, learning rate {FLAGS.learning_rate:g}, "
+           f"batch {BATCH_SIZE}, seed {FLAGS.seed}; mask updates every "
+           f"{MASK_UPDATE_FREQUENCY} steps, drop fraction {DROP_FRACTION} (cosine to step "
+           f"{MASK_UPDATE_END}). Test loss on {PROBE_EXAMPLES} fixed "
+           "examples, before the call that updates the masks, after it, and after the next "
+           "step; RigL's update replaces the call's optimizer step, SET's follows one (so "
+           "SET's 'after update' includes a step). 'new per unit': new connections of the "
+           "most-grown output unit / the mean over units. Written by "
            "`python -m benchmarks.rigl_growth_concentration`.", "",
            "| Method | call | loss before | after update | one step later | " +
            " | ".join(f"{name} new per unit" for name in layer_names) + " |",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 
-def make_train_step(model, optimizer, loss_fn) -> Callable:
-  """A `tf.function` that takes one step on a batch `(x, y)` (the optimizer decides
-  whether it updates masks instead)."""
+def make_train_step(model: Any, optimizer: Any,
+                    loss_fn: Callable[[Any, Any], Any]) -> Callable[[Any, Any], None]:
+  """A `tf.function` that takes one step on a batch `(x, y)`.
+
+  `model` is a tf_keras model, `optimizer` its sparse optimizer (which decides whether
+  a call updates masks instead of stepping), `loss_fn(y_true, y_pred)` the loss.
+  """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
   @tf.function

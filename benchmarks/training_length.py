@@ -1,13 +1,16 @@
 r"""Accuracy against training length: does RigL's edge grow with longer training?
 
-RigL, SET and Static at 1x, 2x and 5x a base length, the `--training_steps_multiplier`
-way (every step count of the schedule, learning-rate drops and the last mask update
-included, stretched by the multiplier), on:
+RigL, SET and Static at 1x, 2x and 5x a base length, with the schedule stretched the
+`--training_steps_multiplier` way, on:
 - the planted-teacher tasks of `benchmarks/planted_teacher.py` (MLP regression, linear
   classification; base 3,000 steps),
 - Fashion-MNIST FC at 98% (base 3 epochs, learning rate 0.2) and LeNet-5 at 95% (base 3
   epochs, learning rate 0.05: at 0.1, RigL collapses to chance with one of three seeds
-  at every length), through `mnist/mnist_train_eval.py` on the real data.
+  at every length), through `mnist/mnist_train_eval.py` on the real data, with its
+  schedule shortened to the run (`shortened_schedule`): the last mask update at 5/12 of
+  training in every run, the one learning-rate drop at the epoch nearest 3/8 of it
+  (epoch 1 of 3, 2 of 6, 6 of 15; the second drop, 20 epochs later, falls beyond these
+  runs).
 
   python -m benchmarks.training_length
 
@@ -104,11 +107,13 @@ def summarize(runs: list[dict]) -> dict:
 def write_report(runs: list[dict], settings: dict) -> None:
   summary = summarize(runs)
   lines = ["# Accuracy against training length", "",
-           f"Mean +- std over {settings['seeds']} seeds; 1x is 3,000 steps (teacher tasks, "
-           "see planted_teacher.md) or 3 epochs (Fashion-MNIST; learning rate "
+           f"Mean +- std over {settings['seeds']} seeds; 1x is "
+           f"{planted_teacher.TASKS[TEACHER_TASKS[0]].steps:,} steps (teacher tasks, see "
+           f"planted_teacher.md) or {BASE_EPOCHS} epochs (Fashion-MNIST; learning rate "
            + ", ".join(f"{values['learning_rate']:g} for {task.split(' ', 1)[1]}"
                        for task, values in FASHION_MNIST_TASKS.items())
-           + "); every step count of the schedule is stretched with the length. "
+           + "); the schedule is stretched with the length (Fashion-MNIST: the learning-"
+           "rate drop at the epoch nearest 3/8 of training, see the module docstring). "
            "'RigL - SET' and 'RigL - Static' are "
            "differences of the means (for MSE, negative favours RigL). Written by "
            "`python -m benchmarks.training_length`; plot: "
@@ -161,8 +166,12 @@ def main(argv):
   jobs = planned_jobs(FLAGS.seeds, FLAGS.tasks)
   runs = []
   if FLAGS.tasks:
-    saved = report_files.load(NAME)["runs"]
-    runs = [run for run in saved if run["task"] not in FLAGS.tasks]
+    saved = report_files.load(NAME)
+    if saved["settings"]["seeds"] != FLAGS.seeds:
+      raise app.UsageError(f"--tasks reruns some tasks next to saved runs of "
+                           f"{saved['settings']['seeds']} seeds; --seeds={FLAGS.seeds} "
+                           "would mix seed counts in one table.")
+    runs = [run for run in saved["runs"] if run["task"] not in FLAGS.tasks]
   with multiprocessing.get_context("spawn").Pool(FLAGS.workers, maxtasksperchild=4) as pool:
     for count, run in enumerate(pool.imap_unordered(run_job, jobs), start=1):
       print(f"[{count}/{len(jobs)}] {run['task']}, {run['method']}, {run['multiplier']}x, "
